@@ -1,0 +1,98 @@
+"""The data that crosses process boundaries: one check's record, one notebook's, one run's.
+
+A kernel writes `NotebookLedger` JSON after every check; the runner reads those files,
+adds what only it knows (timeouts, crashed kernels) and writes one `RunResults`.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+CheckStatus = Literal["passed", "failed", "skipped"]
+NotebookStatus = Literal["passed", "failed", "timeout", "error"]
+
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class CheckResult(BaseModel):
+    id: str  # <notebook>.<section>.<check>
+    notebook: str
+    section: str
+    check: str
+    status: CheckStatus
+    duration_s: float
+    message: str = ""
+    traceback: str = ""
+    started_at: str = Field(default_factory=utcnow)
+
+
+class NotebookLedger(BaseModel):
+    """What one kernel recorded; rewritten whole after each check so a kill loses nothing."""
+
+    notebook: str
+    env: str
+    run_id: str
+    checks: list[CheckResult] = []
+
+    def write(self, path: Path) -> None:
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(self.model_dump_json(indent=1))
+        tmp.replace(path)
+
+    @classmethod
+    def read(cls, path: Path) -> NotebookLedger:
+        return cls.model_validate_json(path.read_text())
+
+
+class NotebookResult(BaseModel):
+    name: str  # file stem, e.g. "00_preflight"
+    status: NotebookStatus
+    duration_s: float
+    error: str = ""  # why the notebook failed outside its checks (timeout, dead kernel, setup cell)
+    output: str = ""  # executed notebook, relative to the run directory
+
+
+class Totals(BaseModel):
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    notebooks_failed: int = 0
+
+
+class RunResults(BaseModel):
+    run_id: str
+    env: str
+    started_at: str
+    finished_at: str = ""
+    duration_s: float = 0.0
+    only: list[str] = []
+    notebooks: list[NotebookResult] = []
+    checks: list[CheckResult] = []
+
+    @property
+    def totals(self) -> Totals:
+        t = Totals(notebooks_failed=sum(n.status != "passed" for n in self.notebooks))
+        for c in self.checks:
+            setattr(t, c.status, getattr(t, c.status) + 1)
+        return t
+
+    @property
+    def ok(self) -> bool:
+        t = self.totals
+        return t.failed == 0 and t.notebooks_failed == 0
+
+    def write(self, path: Path) -> None:
+        data = self.model_dump()
+        data["totals"] = self.totals.model_dump()
+        path.write_text(json.dumps(data, indent=1))
+
+    @classmethod
+    def read(cls, path: Path) -> RunResults:
+        return cls.model_validate_json(path.read_text())
