@@ -1,0 +1,13 @@
+"""httpx clients for the env's HTTP services, with the env's timeouts."""
+
+from __future__ import annotations
+
+import httpx
+
+from workbook.env import Env
+
+
+def client(env: Env, service: str) -> httpx.AsyncClient:
+    svc = env.service(service)
+    timeout = httpx.Timeout(env.timeouts.request_s, connect=env.timeouts.connect_s)
+    return httpx.AsyncClient(base_url=svc.url, timeout=timeout)

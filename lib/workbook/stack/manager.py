@@ -1,0 +1,254 @@
+"""Start, reuse, stop and inspect the embedded stack's processes.
+
+`up` starts what is not running (independent services in parallel, dependents after what
+they depend on), waits until each answers a real request, and records it; a second `up`,
+also from another process at the same time, finds the services answering and reuses them.
+`down`, `kill` and `restart` only ever signal processes recorded in the state file whose
+start time still matches, so nothing the stack did not start is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from workbook.env import project_root
+from workbook.errors import StackError
+from workbook.stack.registry import SERVICES
+from workbook.stack.service import ServiceSpec
+from workbook.stack.state import Paths, ServiceState, StackState, lock, stack_secret
+
+STOP_WAIT_S = 15.0
+# Signals that make each server shut down quickly and cleanly (PostgreSQL's SIGTERM waits
+# for clients to disconnect; SIGINT is its "fast" shutdown).
+STOP_SIGNAL = {"postgres": signal.SIGINT}
+
+
+@dataclass
+class StatusRow:
+    name: str
+    running: bool
+    pid: int | None
+    url: str
+    version: str
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As the servers themselves do, so a port in TIME_WAIT after a restart counts as free.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    if not path.is_file():
+        return "(no log written)"
+    with path.open(errors="replace") as f:
+        return "".join(deque(f, maxlen=lines)).rstrip() or "(log is empty)"
+
+
+class Stack:
+    def __init__(self, root: Path | None = None, services: list[ServiceSpec] | None = None):
+        self.paths = Paths(root or project_root())
+        self.services = services if services is not None else SERVICES
+
+    def spec(self, name: str) -> ServiceSpec:
+        for spec in self.services:
+            if spec.name == name:
+                return spec
+        raise StackError(f"no service '{name}' in the stack (have: "
+                         f"{', '.join(s.name for s in self.services)})")
+
+    def state(self) -> StackState:
+        return StackState.read(self.paths)
+
+    def is_up(self) -> bool:
+        state = self.state()
+        return all(
+            (s := state.services.get(spec.name)) is not None and s.process() is not None
+            for spec in self.services
+        )
+
+    def up(self) -> tuple[list[str], list[str]]:
+        """Bring every service up; returns (started, reused) service names."""
+        with lock(self.paths):
+            state = self.state()
+            started: list[str] = []
+            reused: list[str] = []
+            for wave in self._waves():
+                todo = []
+                for spec in wave:
+                    known = state.services.get(spec.name)
+                    if known and known.process() and self._answers(spec, known):
+                        reused.append(spec.name)
+                    else:
+                        todo.append(spec)
+                if not todo:
+                    continue
+                with ThreadPoolExecutor(max_workers=len(todo)) as pool:
+                    futures = {s.name: pool.submit(self._start, s, state.services.get(s.name)) for s in todo}
+                errors = []
+                for name, fut in futures.items():
+                    try:
+                        state.services[name] = fut.result()
+                        started.append(name)
+                    except StackError as e:
+                        errors.append(str(e))
+                if errors:
+                    # Leave nothing half-started behind: what this call started, it stops.
+                    for name in started:
+                        self._stop(state.services.pop(name))
+                    state.write(self.paths)
+                    raise StackError("\n".join(errors))
+            state.write(self.paths)
+            return started, reused
+
+    def down(self) -> list[str]:
+        with lock(self.paths):
+            state = self.state()
+            stopped = [svc.name for svc in reversed(list(state.services.values())) if self._stop(svc)]
+            self.paths.state.unlink(missing_ok=True)
+            return stopped
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one service (a crash, for fault checks); it stays recorded so `restart` can revive it."""
+        with lock(self.paths):
+            svc = self._recorded(name)
+            proc = svc.process()
+            if proc is None:
+                raise StackError(f"{name} is not running")
+            self._signal_group(proc, signal.SIGKILL)
+            proc.wait(STOP_WAIT_S)
+
+    def restart(self, name: str) -> ServiceState:
+        """Stop (if running) and start one service again on the same port."""
+        with lock(self.paths):
+            state = self.state()
+            svc = self._recorded(name)
+            self._stop(svc)
+            state.services[name] = self._start(self.spec(name), svc)
+            state.write(self.paths)
+            return state.services[name]
+
+    def status(self) -> list[StatusRow]:
+        state = self.state()
+        rows = []
+        for spec in self.services:
+            svc = state.services.get(spec.name)
+            proc = svc.process() if svc else None
+            rows.append(StatusRow(spec.name, proc is not None, svc.pid if svc else None,
+                                  svc.url if svc else "", svc.version if svc else ""))
+        return rows
+
+    def logs(self, name: str, lines: int = 40) -> str:
+        self.spec(name)
+        return log_tail(self.paths.log(name), lines)
+
+    def _recorded(self, name: str) -> ServiceState:
+        self.spec(name)
+        svc = self.state().services.get(name)
+        if svc is None:
+            raise StackError(f"{name} was not started by this stack: run `python -m workbook.stack up`")
+        return svc
+
+    def _waves(self) -> list[list[ServiceSpec]]:
+        done: set[str] = set()
+        pending = list(self.services)
+        waves = []
+        while pending:
+            wave = [s for s in pending if set(s.depends_on) <= done]
+            if not wave:
+                raise StackError(f"services depend on each other in a loop: {[s.name for s in pending]}")
+            waves.append(wave)
+            done |= {s.name for s in wave}
+            pending = [s for s in pending if s.name not in done]
+        return waves
+
+    def _answers(self, spec: ServiceSpec, svc: ServiceState) -> bool:
+        try:
+            spec.probe(svc.url, stack_secret(self.paths, spec.name), timeout=2)
+            return True
+        except Exception:
+            return False
+
+    def _start(self, spec: ServiceSpec, previous: ServiceState | None) -> ServiceState:
+        self.paths.ensure()
+        old_port = int(previous.url.rsplit(":", 1)[1].split("/")[0]) if previous else None
+        port = old_port if old_port and port_free(old_port) else free_port()
+        password = stack_secret(self.paths, spec.name)
+        log_path = self.paths.log(spec.name)
+        try:
+            launch = spec.prepare(self.paths, port, password)
+        except Exception as e:
+            raise StackError(f"{spec.name} could not be prepared: {e}") from None
+        url = spec.url(port)
+        with log_path.open("ab") as log:
+            log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting on port {port}\n".encode())
+            log.flush()
+            proc = subprocess.Popen(
+                launch.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, **launch.env}, user=launch.user, start_new_session=True,
+                cwd=self.paths.data(spec.name) if self.paths.data(spec.name).is_dir() else None,
+            )
+        deadline = time.monotonic() + spec.start_timeout_s
+        last_error = ""
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise StackError(f"{spec.name} exited with code {proc.returncode} while starting; "
+                                 f"last lines of {log_path}:\n{log_tail(log_path)}")
+            try:
+                version = spec.probe(url, password, timeout=2)
+                break
+            except Exception as e:
+                last_error = f"{type(e).__name__}: {e}"
+                time.sleep(0.05)
+        else:
+            self._signal_group(psutil.Process(proc.pid), signal.SIGKILL)
+            raise StackError(f"{spec.name} did not answer within {spec.start_timeout_s:.0f}s "
+                             f"({last_error}); last lines of {log_path}:\n{log_tail(log_path)}")
+        return ServiceState(name=spec.name, pid=proc.pid, create_time=psutil.Process(proc.pid).create_time(),
+                            url=url, user=spec.user, database=spec.database, version=version,
+                            log=str(log_path))
+
+    def _stop(self, svc: ServiceState) -> bool:
+        proc = svc.process()
+        if proc is None:
+            return False
+        self._signal_group(proc, STOP_SIGNAL.get(svc.name, signal.SIGTERM), leader_only=True)
+        try:
+            proc.wait(STOP_WAIT_S)
+        except psutil.TimeoutExpired:
+            self._signal_group(proc, signal.SIGKILL)
+            proc.wait(STOP_WAIT_S)
+        # Children the leader left behind (PostgreSQL backends) share its process group.
+        self._signal_group(proc, signal.SIGKILL)
+        return True
+
+    @staticmethod
+    def _signal_group(proc: psutil.Process, sig: int, leader_only: bool = False) -> None:
+        try:
+            if leader_only:
+                proc.send_signal(sig)
+            else:
+                os.killpg(proc.pid, sig)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            pass

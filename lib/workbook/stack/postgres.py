@@ -1,0 +1,107 @@
+"""PostgreSQL 16 from pgserver's bundled binaries (or a `postgres` on PATH)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+from importlib.util import find_spec
+from pathlib import Path
+
+import asyncpg
+
+from workbook.stack.service import Launch, ServiceSpec
+from workbook.stack.state import Paths
+
+# PostgreSQL will not run as root; when we are root it runs as this unprivileged user.
+SYSTEM_USER = "workbook-pg"
+
+
+def bin_dir() -> Path:
+    """pgserver's bundled PostgreSQL 16 first, since a PATH postgres may be another major."""
+    if override := os.environ.get("WORKBOOK_POSTGRES_BIN"):
+        return Path(override)
+    spec = find_spec("pgserver")
+    if spec and spec.origin:
+        bundled = Path(spec.origin).parent / "pginstall" / "bin"
+        if (bundled / "postgres").exists():
+            return bundled
+    on_path = shutil.which("postgres")
+    if on_path:
+        return Path(on_path).resolve().parent
+    raise FileNotFoundError("no PostgreSQL binaries: install pgserver or put `postgres` on PATH")
+
+
+def _as_root_user(data: Path, binaries: Path) -> str | None:
+    if os.geteuid() != 0:
+        return None
+    import stat
+    import warnings
+
+    with warnings.catch_warnings():
+        # pgserver.utils asks platformdirs for a runtime dir at import and warns when XDG_RUNTIME_DIR is unset.
+        warnings.simplefilter("ignore")
+        from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+
+    entry = ensure_user_exists(SYSTEM_USER)
+    ensure_prefix_permissions(data)
+    ensure_prefix_permissions(binaries)
+    ensure_folder_permissions(binaries, stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH)
+    ensure_folder_permissions(binaries.parent / "lib", stat.S_IRGRP | stat.S_IROTH)
+    for path in (data, *data.rglob("*")):
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+    return SYSTEM_USER
+
+
+class Postgres(ServiceSpec):
+    name = "postgres"
+    user = "postgres"
+    database = "postgres"
+
+    def prepare(self, paths: Paths, port: int, password: str) -> Launch:
+        data = paths.data(self.name)
+        binaries = bin_dir()
+        data.mkdir(parents=True, exist_ok=True)
+        data.chmod(0o700)
+        run_as = _as_root_user(data, binaries)
+        if not (data / "PG_VERSION").exists():
+            pwfile = paths.base / "pg.pw"
+            fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(password)
+            if run_as:
+                shutil.chown(pwfile, run_as)
+            try:
+                subprocess.run(
+                    [str(binaries / "initdb"), "-D", str(data), "-U", self.user, "--pwfile", str(pwfile),
+                     "--auth-host=scram-sha-256", "--auth-local=trust", "--encoding=UTF8",
+                     "--no-sync", "--no-instructions"],
+                    check=True, capture_output=True, text=True, user=run_as, timeout=120,
+                )
+            except subprocess.CalledProcessError as e:
+                raise RuntimeError(f"initdb failed: {e.stderr.strip().splitlines()[-1:]}") from None
+            finally:
+                pwfile.unlink(missing_ok=True)
+        argv = [
+            str(binaries / "postgres"), "-D", str(data), "-p", str(port),
+            "-c", "listen_addresses=127.0.0.1",
+            # The socket dir must be short (108-byte limit) and writable by the server's user.
+            "-c", f"unix_socket_directories={data}",
+            "-c", "max_connections=200",
+            "-c", "logging_collector=off",
+        ]
+        return Launch(argv=argv, user=run_as)
+
+    def url(self, port: int) -> str:
+        return f"postgresql://{self.user}@127.0.0.1:{port}/{self.database}"
+
+    def probe(self, url: str, password: str, timeout: float) -> str:
+        async def ask() -> str:
+            conn = await asyncpg.connect(url, password=password, timeout=timeout)
+            try:
+                return str(await conn.fetchval("SHOW server_version"))
+            finally:
+                await conn.close()
+
+        return asyncio.run(ask())

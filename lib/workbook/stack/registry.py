@@ -1,0 +1,18 @@
+"""The services the embedded stack runs, in start order; platform services join here."""
+
+from __future__ import annotations
+
+from workbook.stack.clickhouse import ClickHouse
+from workbook.stack.oidc import OidcProvider
+from workbook.stack.postgres import Postgres
+from workbook.stack.redis import Redis
+from workbook.stack.service import ServiceSpec
+
+SERVICES: list[ServiceSpec] = [Postgres(), Redis(), ClickHouse(), OidcProvider()]
+
+
+def by_name(name: str) -> ServiceSpec:
+    for spec in SERVICES:
+        if spec.name == name:
+            return spec
+    raise KeyError(f"no service '{name}' in the stack (have: {', '.join(s.name for s in SERVICES)})")

@@ -1,0 +1,40 @@
+"""What the stack needs to know about one service: how to launch it and how to ask it.
+
+Each service module (postgres.py, redis.py, ...) defines one `ServiceSpec`. Platform
+services added later (auth, backend, LLM stand-in) register the same way in
+`workbook.stack.registry`, with `depends_on` naming what must answer first.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+from workbook.stack.state import Paths
+
+
+@dataclass
+class Launch:
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)  # added to the stack's own environment
+    user: str | None = None  # system user to run as (PostgreSQL refuses to run as root)
+
+
+class ServiceSpec(ABC):
+    name: str
+    depends_on: tuple[str, ...] = ()
+    user: str | None = None  # the client-side login, not the system user
+    database: str | None = None
+    start_timeout_s: float = 60.0
+
+    @abstractmethod
+    def prepare(self, paths: Paths, port: int, password: str) -> Launch:
+        """Make the data dir and config ready (idempotent) and say how to start."""
+
+    @abstractmethod
+    def url(self, port: int) -> str:
+        """The URL clients use; no password in it."""
+
+    @abstractmethod
+    def probe(self, url: str, password: str, timeout: float) -> str:
+        """Make one real request; return the server's version, raise if it does not answer."""

@@ -1,0 +1,114 @@
+"""Where the embedded stack keeps what it started: state file, secrets, lock, paths.
+
+Everything lives under outputs/.stack/ of the checkout. The state file names each process
+by pid *and* start time, so a pid the OS has since reused for something else is never
+mistaken for ours and never signalled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets as _secrets
+from pathlib import Path
+
+import psutil
+from filelock import FileLock
+from pydantic import BaseModel, SecretStr
+
+from workbook.errors import StackError
+
+
+class Paths:
+    def __init__(self, root: Path):
+        self.root = root
+        self.base = root / "outputs" / ".stack"
+        self.state = self.base / "state.json"
+        self.secrets = self.base / "secrets.json"
+        self.lock = self.base / "stack.lock"
+
+    def data(self, service: str) -> Path:
+        return self.base / "data" / service
+
+    def log(self, service: str) -> Path:
+        return self.base / "logs" / f"{service}.log"
+
+    def ensure(self) -> None:
+        (self.base / "logs").mkdir(parents=True, exist_ok=True)
+        (self.base / "data").mkdir(parents=True, exist_ok=True)
+
+
+class ServiceState(BaseModel):
+    name: str
+    pid: int
+    create_time: float  # psutil's, to tell our process from a reused pid
+    url: str
+    user: str | None = None
+    database: str | None = None
+    version: str = ""
+    log: str = ""
+
+    def process(self) -> psutil.Process | None:
+        """Our process if it still runs, else None (also when the pid now belongs to another)."""
+        try:
+            proc = psutil.Process(self.pid)
+            if abs(proc.create_time() - self.create_time) > 0.01:
+                return None
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+            return proc
+        except psutil.Error:
+            return None
+
+
+class StackState(BaseModel):
+    services: dict[str, ServiceState] = {}
+
+    @classmethod
+    def read(cls, paths: Paths) -> StackState:
+        if not paths.state.is_file():
+            return cls()
+        return cls.model_validate_json(paths.state.read_text())
+
+    def write(self, paths: Paths) -> None:
+        paths.ensure()
+        tmp = paths.state.with_suffix(".tmp")
+        tmp.write_text(self.model_dump_json(indent=1))
+        tmp.replace(paths.state)
+
+
+def lock(paths: Paths, timeout: float = 120) -> FileLock:
+    """Serialises up/down/restart across processes (two pytest workers, a notebook, a CLI)."""
+    paths.ensure()
+    return FileLock(str(paths.lock), timeout=timeout)
+
+
+def stack_secret(paths: Paths, service: str) -> str:
+    """The generated password of one service, created on first use and kept across restarts."""
+    paths.ensure()
+    data: dict[str, str] = json.loads(paths.secrets.read_text()) if paths.secrets.is_file() else {}
+    if service not in data:
+        data[service] = _secrets.token_urlsafe(18)
+        fd = os.open(paths.secrets, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f)
+    return data[service]
+
+
+def embedded_services(root: Path) -> dict:
+    """The running stack's endpoints as `workbook.env.Service`s, passwords included."""
+    from workbook.env import Service
+
+    paths = Paths(root)
+    state = StackState.read(paths)
+    down = [s.name for s in state.services.values() if s.process() is None]
+    if not state.services or down:
+        what = f"services not running: {', '.join(down)}" if down else "it is not running"
+        raise StackError(f"the local stack is needed ({what}): start it with "
+                         "`python -m workbook.stack up`")
+    out = {}
+    for name, svc in state.services.items():
+        pw = json.loads(paths.secrets.read_text()).get(name) if paths.secrets.is_file() else None
+        out[name] = Service(url=svc.url, user=svc.user, database=svc.database,
+                            password=SecretStr(pw) if pw else None)
+    return out
