@@ -1,0 +1,213 @@
+"""The check ledger: `setup()`, `section()`, `check()`, `skip()`, `require()`, `summary()`.
+
+A check is one notebook cell:
+
+    with check("expired_token_rejected") as ck:
+        ...plain code and asserts...
+
+A failure is recorded (message, traceback, duration) and swallowed, so the notebook goes on
+and one run shows every failure; `summary()` at the end raises if anything failed. The
+ledger is rewritten to `ledger_path` after every check, so a kernel killed mid-run still
+leaves the results it had.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+from workbook.env import Env, load_env
+from workbook.errors import WorkbookError
+from workbook.results import CheckResult, NotebookLedger, utcnow
+
+ID_RE = re.compile(r"^[a-z0-9_]+$")
+
+
+class SkipCheck(Exception):
+    """Raised by `skip()`; the check is recorded as skipped with the reason."""
+
+
+class ChecksFailed(AssertionError):
+    """Raised by `summary()` so papermill and nbmake mark the notebook failed."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"ChecksFailed: {self}"]
+
+
+class Ledger:
+    def __init__(self, notebook: str, env: Env, run_id: str, path: Path | None):
+        self.notebook = notebook
+        self.env = env
+        self.run_id = run_id
+        self.path = path
+        self.section = ""
+        self.results: dict[str, CheckResult] = {}
+
+    def record(self, result: CheckResult) -> None:
+        # Re-running a cell after a fix replaces that check's earlier result.
+        self.results.pop(result.id, None)
+        self.results[result.id] = result
+        if self.path:
+            NotebookLedger(notebook=self.notebook, env=self.env.name, run_id=self.run_id,
+                           checks=list(self.results.values())).write(self.path)
+
+
+_ledger: Ledger | None = None
+
+
+def _current() -> Ledger:
+    if _ledger is None:
+        raise WorkbookError("call setup(notebook, env=env) in the notebook's first cell before any check")
+    return _ledger
+
+
+def setup(notebook: str, env: str = "local", run_id: str = "", ledger_path: str = "") -> Env:
+    """Load the env (one clear line if it cannot) and start this notebook's ledger."""
+    global _ledger
+    loaded = load_env(env)
+    run_id = run_id or "i" + datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
+    path = Path(ledger_path) if ledger_path else None
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    _ledger = Ledger(notebook, loaded, run_id, path)
+    return loaded
+
+
+def section(name: str) -> None:
+    if not ID_RE.match(name):
+        raise WorkbookError(f"section id {name!r} must be lower_snake_case")
+    _current().section = name
+
+
+def skip(reason: str) -> None:
+    raise SkipCheck(reason)
+
+
+def require(kind: Literal["destructive", "load"]) -> None:
+    """Skip the running check unless the env allows this kind; production never does."""
+    env = _current().env
+    if not env.allows(kind):
+        why = "it is production" if env.is_production else f"its params do not enable {kind} checks"
+        skip(f"env '{env.name}' refuses {kind} checks: {why}")
+
+
+def _message(exc: BaseException, tb: TracebackType | None) -> str:
+    text = str(exc).strip()
+    if not text and tb is not None:
+        # A bare `assert x == y` has no message: the failing line says what was asserted.
+        text = (traceback.extract_tb(tb)[-1].line or "").strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+class check:
+    """One check; use as `with check("id") as ck:` (or `async with` for async cleanups)."""
+
+    def __init__(self, name: str):
+        if not ID_RE.match(name):
+            raise WorkbookError(f"check id {name!r} must be lower_snake_case")
+        ledger = _current()
+        if not ledger.section:
+            raise WorkbookError(f"check {name!r} comes before any section(): open one first")
+        self.name = name
+        self.ledger = ledger
+        self.id = f"{ledger.notebook}.{ledger.section}.{name}"
+        self._cleanups: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+        self._t0 = 0.0
+        self._started = ""
+
+    @property
+    def ns(self) -> str:
+        """This check's own namespace for users, keys, rows and tables (run id + check id)."""
+        raw = f"wb_{self.ledger.run_id}_{self.ledger.section}_{self.name}".lower()
+        return re.sub(r"[^a-z0-9_]", "_", raw)[:63]
+
+    def defer(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run `fn(*args)` when the check ends, passed or failed; last registered runs first."""
+        self._cleanups.append((fn, args))
+
+    def __enter__(self) -> check:
+        self._t0 = time.perf_counter()
+        self._started = utcnow()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool:
+        cleanup_error = None
+        for fn, args in reversed(self._cleanups):
+            try:
+                result = fn(*args)
+                if inspect.isawaitable(result):
+                    result.close()  # type: ignore[attr-defined]
+                    raise WorkbookError(f"cleanup {fn.__name__} is async: use `async with check(...)`")
+            except Exception as e:  # a failing cleanup must not hide the check's own result
+                cleanup_error = cleanup_error or (e, e.__traceback__)
+        return self._finish(exc, tb, cleanup_error)
+
+    async def __aenter__(self) -> check:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> bool:
+        cleanup_error = None
+        for fn, args in reversed(self._cleanups):
+            try:
+                result = fn(*args)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as e:
+                cleanup_error = cleanup_error or (e, e.__traceback__)
+        return self._finish(exc, tb, cleanup_error)
+
+    def _finish(self, exc: BaseException | None, tb: TracebackType | None,
+                cleanup_error: tuple[Exception, TracebackType | None] | None) -> bool:
+        duration = time.perf_counter() - self._t0
+        if exc is None and cleanup_error is not None:
+            exc, tb = cleanup_error
+            exc = WorkbookError(f"cleanup failed: {_message(exc, tb)}")
+        if exc is None:
+            status, message, tb_text = "passed", "", ""
+        elif isinstance(exc, SkipCheck):
+            status, message, tb_text = "skipped", str(exc), ""
+        else:
+            status = "failed"
+            message = _message(exc, tb)
+            tb_text = "".join(traceback.format_exception(type(exc), exc, tb))
+        self.ledger.record(CheckResult(
+            id=self.id, notebook=self.ledger.notebook, section=self.ledger.section, check=self.name,
+            status=status, duration_s=round(duration, 4), message=message, traceback=tb_text,
+            started_at=self._started,
+        ))
+        mark = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}[status]
+        print(f"{mark} {self.id} ({duration * 1000:.0f} ms){' - ' + message if message else ''}")
+        if status == "failed" and tb_text:
+            print(tb_text, file=sys.stderr)
+        # Swallow ordinary exceptions so the notebook goes on; let interrupts and exits through.
+        return exc is None or isinstance(exc, Exception)
+
+
+def results() -> list[CheckResult]:
+    return list(_current().results.values())
+
+
+def summary() -> None:
+    """Show this notebook's results; raise listing every failed check if any failed."""
+    from workbook.display import show_summary
+
+    ledger = _current()
+    recorded = results()
+    show_summary(ledger.notebook, recorded)
+    failed = [r for r in recorded if r.status == "failed"]
+    if not recorded:
+        raise ChecksFailed(f"{ledger.notebook}: no check ran")
+    if failed:
+        lines = "\n".join(f"  {r.id}: {r.message}" for r in failed)
+        raise ChecksFailed(f"{len(failed)} of {len(recorded)} checks failed in {ledger.notebook}:\n{lines}")
