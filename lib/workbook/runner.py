@@ -95,7 +95,7 @@ def scrub(path: Path, secrets: list[str]) -> None:
 class Runner:
     def __init__(self, opts: RunOptions, console: Console | None = None):
         self.opts = opts
-        self.console = console or Console()
+        self.console = console or Console(soft_wrap=True)
         root = project_root()
         self.notebooks_dir = opts.notebooks_dir or root / "notebooks"
         self.outputs_dir = opts.outputs_dir or root / "outputs"

@@ -18,12 +18,16 @@ console = Console()
 
 
 def print_status(stack: Stack) -> bool:
-    table = Table("service", "state", "pid", "url", "version")
+    table = Table("service", "state", "pid", "version")
     rows = stack.status()
     for r in rows:
         table.add_row(r.name, "[green]running[/]" if r.running else "[red]down[/]",
-                      str(r.pid or ""), r.url, r.version)
+                      str(r.pid or ""), r.version)
     console.print(table)
+    # Plain lines, never cut to the terminal's width: engineers copy these.
+    for r in rows:
+        if r.url:
+            print(f"{r.name:<11} {r.url}")
     return all(r.running for r in rows)
 
 

@@ -113,6 +113,8 @@ class Stack:
                         started.append(name)
                     except StackError as e:
                         errors.append(str(e))
+                    except Exception as e:  # a bug here must not leave the other services orphaned
+                        errors.append(f"{name} failed to start: {type(e).__name__}: {e}")
                 if errors:
                     # Leave nothing half-started behind: what this call started, it stops.
                     for name in started:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import shutil
 import subprocess
@@ -62,6 +63,12 @@ class Postgres(ServiceSpec):
     def prepare(self, paths: Paths, port: int, password: str) -> Launch:
         data = paths.data(self.name)
         binaries = bin_dir()
+        # initdb bakes the password in: if the stack's secrets were deleted since, the old
+        # cluster can never be logged into again, and its data is disposable test data.
+        marker = paths.base / "postgres.pw.sha256"
+        digest = hashlib.sha256(password.encode()).hexdigest()
+        if data.exists() and (not marker.is_file() or marker.read_text() != digest):
+            shutil.rmtree(data)
         data.mkdir(parents=True, exist_ok=True)
         data.chmod(0o700)
         run_as = _as_root_user(data, binaries)
@@ -83,6 +90,7 @@ class Postgres(ServiceSpec):
                 raise RuntimeError(f"initdb failed: {e.stderr.strip().splitlines()[-1:]}") from None
             finally:
                 pwfile.unlink(missing_ok=True)
+            marker.write_text(digest)
         argv = [
             str(binaries / "postgres"), "-D", str(data), "-p", str(port),
             "-c", "listen_addresses=127.0.0.1",

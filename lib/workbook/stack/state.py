@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets as _secrets
+import threading
 from pathlib import Path
 
 import psutil
@@ -83,16 +84,22 @@ def lock(paths: Paths, timeout: float = 120) -> FileLock:
     return FileLock(str(paths.lock), timeout=timeout)
 
 
+_secrets_lock = threading.Lock()  # services start in parallel threads
+
+
 def stack_secret(paths: Paths, service: str) -> str:
     """The generated password of one service, created on first use and kept across restarts."""
     paths.ensure()
-    data: dict[str, str] = json.loads(paths.secrets.read_text()) if paths.secrets.is_file() else {}
-    if service not in data:
-        data[service] = _secrets.token_urlsafe(18)
-        fd = os.open(paths.secrets, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
-    return data[service]
+    with _secrets_lock:
+        data: dict[str, str] = json.loads(paths.secrets.read_text()) if paths.secrets.is_file() else {}
+        if service not in data:
+            data[service] = _secrets.token_urlsafe(18)
+            tmp = paths.secrets.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f)
+            tmp.replace(paths.secrets)
+        return data[service]
 
 
 def embedded_services(root: Path) -> dict:
