@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from workbook import checks
+from workbook.checks import ChecksFailed, check, require, section, setup, skip, summary
+from workbook.errors import WorkbookError
+from workbook.results import NotebookLedger
+
+from bare_assert import one_plus_one_is_three
+
+
+@pytest.fixture
+def ledger(project: Path) -> Path:
+    path = project / "out" / "nb.results.json"
+    setup("nb", env="local", run_id="r1", ledger_path=str(path))
+    section("s")
+    return path
+
+
+def test_failure_is_recorded_and_the_notebook_goes_on(ledger: Path) -> None:
+    with check("first"):
+        one_plus_one_is_three()
+    with check("second"):
+        pass
+    [first, second] = checks.results()
+    assert (first.id, first.status) == ("nb.s.first", "failed")
+    assert first.message == "AssertionError: assert 1 + 1 == 3"  # a bare assert names its own line
+    assert "Traceback" in first.traceback
+    assert second.status == "passed"
+    on_disk = NotebookLedger.read(ledger)
+    assert [c.status for c in on_disk.checks] == ["failed", "passed"]
+    assert on_disk.run_id == "r1"
+
+
+def test_skip_records_reason_and_never_counts_as_pass(ledger: Path) -> None:
+    with check("later"):
+        skip("server-only feature")
+        raise AssertionError("not reached")
+    [r] = checks.results()
+    assert (r.status, r.message) == ("skipped", "server-only feature")
+    summary()  # skips alone do not fail the notebook
+
+
+def test_cleanup_runs_on_failure_in_reverse_order(ledger: Path) -> None:
+    done: list[str] = []
+    with check("cleans") as ck:
+        ck.defer(done.append, "first registered")
+        ck.defer(done.append, "second registered")
+        raise RuntimeError("boom")
+    assert done == ["second registered", "first registered"]
+    assert checks.results()[0].message == "RuntimeError: boom"
+
+
+def test_async_cleanup_needs_async_with(ledger: Path) -> None:
+    closed: list[bool] = []
+
+    async def close() -> None:
+        closed.append(True)
+
+    async def body() -> None:
+        async with check("async_ok") as ck:
+            ck.defer(close)
+            await asyncio.sleep(0)
+
+    asyncio.run(body())
+    assert closed == [True] and checks.results()[0].status == "passed"
+    with check("sync_with_async_cleanup") as ck:
+        ck.defer(close)
+    assert "use `async with check" in checks.results()[1].message
+
+
+def test_failed_cleanup_fails_a_passing_check(ledger: Path) -> None:
+    def broken() -> None:
+        raise OSError("could not drop table")
+
+    with check("leaky") as ck:
+        ck.defer(broken)
+    r = checks.results()[0]
+    assert r.status == "failed" and "could not drop table" in r.message
+
+
+def test_summary_lists_every_failure(ledger: Path) -> None:
+    with check("a"):
+        assert False, "a broke"
+    with check("b"):
+        pass
+    with check("c"):
+        raise ValueError("c broke")
+    with pytest.raises(ChecksFailed) as e:
+        summary()
+    text = str(e.value)
+    assert "2 of 3 checks failed" in text
+    assert "nb.s.a: AssertionError: a broke" in text and "nb.s.c: ValueError: c broke" in text
+    assert "nb.s.b" not in text
+
+
+def test_summary_without_checks_fails(ledger: Path) -> None:
+    with pytest.raises(ChecksFailed, match="no check ran"):
+        summary()
+
+
+def test_rerunning_a_cell_replaces_its_result(ledger: Path) -> None:
+    with check("flaky"):
+        assert False
+    with check("flaky"):
+        pass
+    assert [(r.id, r.status) for r in checks.results()] == [("nb.s.flaky", "passed")]
+
+
+def test_namespace_is_per_run_and_check(ledger: Path) -> None:
+    with check("ns_one") as one:
+        pass
+    with check("ns_two") as two:
+        pass
+    assert one.ns != two.ns and "r1" in one.ns and one.ns.isidentifier() and len(one.ns) <= 63
+
+
+def test_interrupts_are_not_swallowed(ledger: Path) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        with check("interrupted"):
+            raise KeyboardInterrupt
+    assert checks.results()[0].status == "failed"
+
+
+def test_require_skips_where_env_refuses(project: Path) -> None:
+    (project / "params" / "prod.yaml").write_text("production: true\n")
+    setup("nb", env="prod")
+    section("s")
+    with check("destroys"):
+        require("destructive")
+        raise AssertionError("must not run in production")
+    r = checks.results()[0]
+    assert r.status == "skipped" and "production" in r.message
+
+
+def test_bad_ids_and_missing_section(project: Path) -> None:
+    setup("nb", env="local")
+    with pytest.raises(WorkbookError, match="before any section"):
+        check("x")
+    with pytest.raises(WorkbookError, match="lower_snake_case"):
+        section("Bad Name")

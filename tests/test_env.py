@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from workbook.env import load_env
+from workbook.errors import ConfigError, StackError
+
+
+def write(params: Path, name: str, text: str) -> None:
+    params.mkdir(exist_ok=True)
+    (params / f"{name}.yaml").write_text(text)
+
+
+def test_extends_merges_nested_keys(tmp_path: Path) -> None:
+    write(tmp_path, "base", "latency_budget_ms: {redis: 10, postgres: 20}\nload: {enabled: true}\n")
+    write(tmp_path, "child", "extends: base\nlatency_budget_ms: {redis: 5}\n")
+    env = load_env("child", tmp_path)
+    assert env.name == "child"
+    assert env.latency_budget_ms == {"redis": 5, "postgres": 20}
+    assert env.load.enabled is True
+
+
+def test_unknown_env_lists_available(tmp_path: Path) -> None:
+    write(tmp_path, "local", "")
+    write(tmp_path, "staging", "")
+    with pytest.raises(ConfigError, match=r"unknown env 'stagin'.*available: local, staging"):
+        load_env("stagin", tmp_path)
+
+
+def test_missing_secret_names_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WB_TEST_PG_PW", raising=False)
+    write(tmp_path, "s", "services:\n  postgres: {url: 'postgresql://u@db.example.com/x', password_env: WB_TEST_PG_PW}\n")
+    with pytest.raises(ConfigError, match=r"services\.postgres\.password_env names WB_TEST_PG_PW, which is not set"):
+        load_env("s", tmp_path)
+    monkeypatch.setenv("WB_TEST_PG_PW", "s3cret-value")
+    env = load_env("s", tmp_path)
+    assert env.service("postgres").secret() == "s3cret-value"
+    assert "s3cret-value" not in env.model_dump_json() + repr(env)
+
+
+def test_secret_values_are_refused_in_params(tmp_path: Path) -> None:
+    write(tmp_path, "s", "services:\n  redis: {url: 'redis://x', password: hunter2}\n")
+    with pytest.raises(ConfigError, match=r"services\.redis\.password' looks like a secret value"):
+        load_env("s", tmp_path)
+
+
+def test_production_refuses_destructive_and_load(tmp_path: Path) -> None:
+    write(tmp_path, "prod-eu", "destructive: true\n")
+    with pytest.raises(ConfigError, match="production env may not enable destructive"):
+        load_env("prod-eu", tmp_path)
+    write(tmp_path, "live", "production: true\n")
+    env = load_env("live", tmp_path)
+    assert not env.allows("destructive") and not env.allows("load")
+
+
+def test_invalid_field_is_one_line(tmp_path: Path) -> None:
+    write(tmp_path, "bad", "timeouts: {connect_s: soon}\n")
+    with pytest.raises(ConfigError) as e:
+        load_env("bad", tmp_path)
+    assert str(e.value).startswith("params/bad.yaml: timeouts.connect_s:")
+    assert "\n" not in str(e.value)
+
+
+def test_unknown_key_and_bad_yaml_and_loop(tmp_path: Path) -> None:
+    write(tmp_path, "typo", "destructve: true\n")
+    with pytest.raises(ConfigError, match="destructve"):
+        load_env("typo", tmp_path)
+    write(tmp_path, "broken", "a: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_env("broken", tmp_path)
+    write(tmp_path, "a", "extends: b\n")
+    write(tmp_path, "b", "extends: a\n")
+    with pytest.raises(ConfigError, match="loops: a -> b -> a"):
+        load_env("a", tmp_path)
+
+
+def test_embedded_env_without_stack_says_how_to_start(tmp_path: Path) -> None:
+    write(tmp_path / "params", "local", "stack: embedded\n")
+    with pytest.raises(StackError, match=r"python -m workbook.stack up"):
+        load_env("local", tmp_path / "params")
+
+
+def test_repo_params_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shipped params files are valid (staging's secrets need not be set to check that)."""
+    root = Path(__file__).resolve().parents[1] / "params"
+    for name in ("local", "docker", "staging"):
+        env = load_env(name, root, resolve=False)
+        assert not env.is_production
+    assert load_env("staging", root, resolve=False).destructive is False

@@ -1,0 +1,125 @@
+"""The embedded stack, for real: processes start, answer, are reused, and only ours are stopped."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from workbook.errors import StackError
+from workbook.stack.manager import Stack
+from workbook.stack.registry import SERVICES
+from workbook.stack.service import Launch, ServiceSpec
+from workbook.stack.state import Paths, embedded_services
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory):
+    s = Stack(root=tmp_path_factory.mktemp("stackroot"))
+    try:
+        yield s
+    finally:
+        s.down()
+
+
+def pids(stack: Stack) -> dict[str, int]:
+    return {name: svc.pid for name, svc in stack.state().services.items()}
+
+
+def test_up_starts_every_service_answering(stack: Stack) -> None:
+    started, reused = stack.up()
+    assert sorted(started) == sorted(s.name for s in SERVICES) and reused == []
+    rows = {r.name: r for r in stack.status()}
+    assert all(r.running for r in rows.values())
+    assert rows["postgres"].version.startswith("16")
+    assert rows["redis"].version.split(".")[0].isdigit()
+    assert rows["clickhouse"].version[:2].isdigit()
+    for r in rows.values():
+        assert "127.0.0.1" in r.url
+    services = embedded_services(stack.paths.root)
+    assert all(services[n].secret() for n in ("postgres", "redis", "clickhouse"))
+    assert oct(stack.paths.secrets.stat().st_mode)[-3:] == "600"
+
+
+def test_second_up_reuses_even_from_two_processes(stack: Stack) -> None:
+    stack.up()
+    before = pids(stack)
+    code = ("from workbook.stack.manager import Stack; from pathlib import Path; import sys;"
+            f"print(Stack(root=Path({str(stack.paths.root)!r})).up())")
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert pids(stack) == before
+    assert all("([]," in out for out in outs), outs  # nothing started, everything reused
+
+
+def test_kill_then_restart_keeps_the_port(stack: Stack) -> None:
+    stack.up()
+    before = stack.state().services["redis"]
+    stack.kill("redis")
+    assert not {r.name: r for r in stack.status()}["redis"].running
+    with pytest.raises(StackError, match="services not running: redis"):
+        embedded_services(stack.paths.root)
+    after = stack.restart("redis")
+    assert after.url == before.url and after.pid != before.pid
+    assert {r.name: r for r in stack.status()}["redis"].running
+
+
+def test_down_stops_only_processes_it_started(stack: Stack) -> None:
+    stack.up()
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        state = stack.state()
+        # A recorded pid whose start time differs is some other process (pid reuse): hands off.
+        state.services["redis"].pid = stranger.pid
+        state.write(stack.paths)
+        ours = [p for n, p in pids(stack).items() if n != "redis"]
+        stopped = stack.down()
+        assert "redis" not in stopped
+        assert stranger.poll() is None, "down() killed a process the stack did not start"
+        for pid in ours:
+            assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    finally:
+        stranger.kill()
+        stranger.wait()
+    # The real redis is orphaned by the doctored state: find it by its data dir and stop it.
+    for p in psutil.process_iter(["cmdline"]):
+        if any(str(stack.paths.data("redis")) in a for a in (p.info["cmdline"] or [])):
+            p.kill()
+
+
+class Crashes(ServiceSpec):
+    name = "crasher"
+    start_timeout_s = 10
+
+    def prepare(self, paths: Paths, port: int, password: str) -> Launch:
+        return Launch([sys.executable, "-c", "import sys; print('config is broken: no such key'); sys.exit(3)"])
+
+    def url(self, port: int) -> str:
+        return f"http://127.0.0.1:{port}"
+
+    def probe(self, url: str, password: str, timeout: float) -> str:
+        raise ConnectionRefusedError
+
+
+def test_failed_start_names_the_service_and_shows_its_log(tmp_path: Path) -> None:
+    s = Stack(root=tmp_path, services=[SERVICES[1], Crashes()])  # redis + a broken service
+    with pytest.raises(StackError) as e:
+        s.up()
+    assert "crasher exited with code 3" in str(e.value)
+    assert "config is broken: no such key" in str(e.value)
+    # What this up() started (redis) is stopped again: nothing left behind.
+    assert s.state().services == {}
+    assert not any(str(tmp_path) in " ".join(p.info["cmdline"] or [])
+                   for p in psutil.process_iter(["cmdline"]))
+
+
+def test_state_file_names_no_password(stack: Stack) -> None:
+    stack.up()
+    secrets = json.loads(stack.paths.secrets.read_text()).values()
+    state_text = stack.paths.state.read_text()
+    assert not any(s in state_text for s in secrets)
