@@ -72,6 +72,8 @@ def test_kill_then_restart_keeps_the_port(stack: Stack) -> None:
 def test_down_stops_only_processes_it_started(stack: Stack) -> None:
     stack.up()
     stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    real_redis = stack.state().services["redis"].process()
+    assert real_redis is not None
     try:
         state = stack.state()
         # A recorded pid whose start time differs is some other process (pid reuse): hands off.
@@ -86,10 +88,9 @@ def test_down_stops_only_processes_it_started(stack: Stack) -> None:
     finally:
         stranger.kill()
         stranger.wait()
-    # The real redis is orphaned by the doctored state: find it by its data dir and stop it.
-    for p in psutil.process_iter(["cmdline"]):
-        if any(str(stack.paths.data("redis")) in a for a in (p.info["cmdline"] or [])):
-            p.kill()
+        # The doctored state orphaned the real redis: stop it by the process we noted.
+        real_redis.kill()
+        real_redis.wait(10)
 
 
 class Crashes(ServiceSpec):
@@ -114,8 +115,10 @@ def test_failed_start_names_the_service_and_shows_its_log(tmp_path: Path) -> Non
     assert "config is broken: no such key" in str(e.value)
     # What this up() started (redis) is stopped again: nothing left behind.
     assert s.state().services == {}
-    assert not any(str(tmp_path) in " ".join(p.info["cmdline"] or [])
-                   for p in psutil.process_iter(["cmdline"]))
+    # redis rewrites its process title, so look at where processes run, too.
+    leftovers = [p for p in psutil.process_iter(["cmdline", "cwd"])
+                 if str(tmp_path) in " ".join(p.info["cmdline"] or []) + (p.info["cwd"] or "")]
+    assert leftovers == []
 
 
 def test_state_file_names_no_password(stack: Stack) -> None:
