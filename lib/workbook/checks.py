@@ -139,40 +139,40 @@ class check:
         self._started = utcnow()
         return self
 
+    # A failing cleanup must not hide the check's own result: the first error is kept and
+    # reported only if the check itself passed.
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> bool:
-        cleanup_error = None
+        error = None
         for fn, args in reversed(self._cleanups):
             try:
-                result = fn(*args)
-                if inspect.isawaitable(result):
+                if inspect.isawaitable(result := fn(*args)):
                     result.close()  # type: ignore[attr-defined]
                     raise WorkbookError(f"cleanup {fn.__name__} is async: use `async with check(...)`")
-            except Exception as e:  # a failing cleanup must not hide the check's own result
-                cleanup_error = cleanup_error or (e, e.__traceback__)
-        return self._finish(exc, tb, cleanup_error)
+            except Exception as e:
+                error = error or e
+        return self._finish(exc, tb, error)
 
     async def __aenter__(self) -> check:
         return self.__enter__()
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> bool:
-        cleanup_error = None
+        error = None
         for fn, args in reversed(self._cleanups):
             try:
-                result = fn(*args)
-                if inspect.isawaitable(result):
+                if inspect.isawaitable(result := fn(*args)):
                     await result
             except Exception as e:
-                cleanup_error = cleanup_error or (e, e.__traceback__)
-        return self._finish(exc, tb, cleanup_error)
+                error = error or e
+        return self._finish(exc, tb, error)
 
     def _finish(self, exc: BaseException | None, tb: TracebackType | None,
-                cleanup_error: tuple[Exception, TracebackType | None] | None) -> bool:
+                cleanup_error: BaseException | None) -> bool:
         duration = time.perf_counter() - self._t0
         if exc is None and cleanup_error is not None:
-            exc, tb = cleanup_error
-            exc = WorkbookError(f"cleanup failed: {_message(exc, tb)}")
+            exc = WorkbookError(f"cleanup failed: {_message(cleanup_error, cleanup_error.__traceback__)}")
+            tb = cleanup_error.__traceback__
         if exc is None:
             status, message, tb_text = "passed", "", ""
         elif isinstance(exc, SkipCheck):

@@ -13,7 +13,7 @@ import sys
 import httpx
 
 from workbook.stack.service import Launch, ServiceSpec
-from workbook.stack.state import Paths
+from workbook.stack.state import Paths, write_private
 
 SERVER_CONFIG = """<clickhouse>
   <listen_host>127.0.0.1</listen_host>
@@ -45,18 +45,14 @@ class ClickHouse(ServiceSpec):
         data = paths.data(self.name)
         data.mkdir(parents=True, exist_ok=True)
         pwfile = data / "password"
-        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(password)
+        write_private(pwfile, password)
         binary = os.environ.get("WORKBOOK_CLICKHOUSE") or shutil.which("clickhouse")
         if binary:
             import hashlib
 
-            conf = data / "config.xml"
-            conf.write_text(SERVER_CONFIG.format(
+            write_private(data / "config.xml", SERVER_CONFIG.format(
                 port=port, data=data, sha=hashlib.sha256(password.encode()).hexdigest()))
-            conf.chmod(0o600)
-            return Launch(argv=[binary, "server", f"--config-file={conf}"])
+            return Launch(argv=[binary, "server", f"--config-file={data / 'config.xml'}"])
         return Launch(argv=[sys.executable, "-m", "workbook.stack.chdb_gateway", "--host", "127.0.0.1",
                             "--port", str(port), "--data-dir", str(data / "chdb"),
                             "--password-file", str(pwfile)])

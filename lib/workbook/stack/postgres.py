@@ -13,7 +13,7 @@ from pathlib import Path
 import asyncpg
 
 from workbook.stack.service import Launch, ServiceSpec
-from workbook.stack.state import Paths
+from workbook.stack.state import Paths, write_private
 
 # PostgreSQL will not run as root; when we are root it runs as this unprivileged user.
 SYSTEM_USER = "workbook-pg"
@@ -74,9 +74,7 @@ class Postgres(ServiceSpec):
         run_as = _as_root_user(data, binaries)
         if not (data / "PG_VERSION").exists():
             pwfile = paths.base / "pg.pw"
-            fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(password)
+            write_private(pwfile, password)
             if run_as:
                 shutil.chown(pwfile, run_as)
             try:

@@ -10,7 +10,7 @@ from pathlib import Path
 import redis
 
 from workbook.stack.service import Launch, ServiceSpec
-from workbook.stack.state import Paths
+from workbook.stack.state import Paths, write_private
 
 
 def server_binary() -> Path:
@@ -37,13 +37,11 @@ class Redis(ServiceSpec):
         data.mkdir(parents=True, exist_ok=True)
         conf = data / "redis.conf"
         # The password goes in a 0600 config file, not argv, where `ps` would show it.
-        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(
-                f"port {port}\nbind 127.0.0.1\nprotected-mode yes\ndaemonize no\n"
-                f"dir {data}\nappendonly yes\nappendfsync everysec\nsave \"\"\n"
-                f"requirepass {password}\nlogfile \"\"\n"
-            )
+        write_private(conf, (
+            f"port {port}\nbind 127.0.0.1\nprotected-mode yes\ndaemonize no\n"
+            f"dir {data}\nappendonly yes\nappendfsync everysec\nsave \"\"\n"
+            f"requirepass {password}\nlogfile \"\"\n"
+        ))
         return Launch(argv=[str(server_binary()), str(conf)])
 
     def url(self, port: int) -> str:

@@ -84,6 +84,15 @@ def lock(paths: Paths, timeout: float = 120) -> FileLock:
     return FileLock(str(paths.lock), timeout=timeout)
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (passwords, configs holding them), atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    tmp.replace(path)
+
+
 _secrets_lock = threading.Lock()  # services start in parallel threads
 
 
@@ -94,11 +103,7 @@ def stack_secret(paths: Paths, service: str) -> str:
         data: dict[str, str] = json.loads(paths.secrets.read_text()) if paths.secrets.is_file() else {}
         if service not in data:
             data[service] = _secrets.token_urlsafe(18)
-            tmp = paths.secrets.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f)
-            tmp.replace(paths.secrets)
+            write_private(paths.secrets, json.dumps(data))
         return data[service]
 
 
