@@ -164,12 +164,13 @@ class Runner:
         logging.getLogger("papermill").setLevel(logging.WARNING)
 
         pool = KernelPool(total=len(planned), prefetch=parallel + 1, cwd=self.notebooks_dir)
+        ex = ThreadPoolExecutor(parallel)
+        futures: dict[Future[NotebookResult], Planned] = {}
         t0 = time.monotonic()
         try:
-            with self._progress() as progress, ThreadPoolExecutor(parallel) as ex:
+            with self._progress() as progress:
                 task = progress.add_task("notebooks", total=len(planned), counts="")
-                futures: dict[Future[NotebookResult], Planned] = {
-                    ex.submit(self._execute_one, p, run_id, pool): p for p in planned}
+                futures.update({ex.submit(self._execute_one, p, run_id, pool): p for p in planned})
                 pending = set(futures)
                 while pending:
                     done = {f for f in pending if f.done()}
@@ -182,9 +183,22 @@ class Runner:
                     progress.update(task, counts=self._live_counts([futures[f].name for f in futures]))
                     time.sleep(0.1)
         except KeyboardInterrupt:
+            # Running notebooks end with their kernels; queued ones never start.
             self._stop.set()
+            pool.kill_all()
             self.console.print("[yellow]interrupted: writing the results gathered so far[/]")
+            ex.shutdown(wait=True, cancel_futures=True)
+            finished = {n.name for n in results.notebooks}
+            for f, p in futures.items():
+                if p.name in finished:
+                    continue
+                if f.done() and not f.cancelled():
+                    results.notebooks.append(f.result())
+                else:
+                    results.notebooks.append(NotebookResult(name=p.name, status="error", duration_s=0,
+                                                            error="not run: interrupted"))
         finally:
+            ex.shutdown(wait=True)
             pool.close()
 
         names = [p.name for p in planned]
@@ -251,6 +265,8 @@ class Runner:
         finally:
             timer.cancel()
             pool.release(km)
+        if self._stop.is_set() and status != "passed":
+            error = f"interrupted (Ctrl-C) after {len(self._ledger(p.name))} recorded check(s)"
         if timed_out.is_set():
             status = "timeout"
             error = (f"notebook exceeded --timeout {self.opts.timeout_s:g}s; kernel killed after "
@@ -286,7 +302,8 @@ class Runner:
             self.console.print(f"  [red]FAIL[/] {c.id}: {c.message}", highlight=False)
         if len(failed) > 50:
             self.console.print(f"  ... and {len(failed) - 50} more in {self.run_dir / 'results.json'}")
-        verdict = "[green]ALL PASSED[/]" if results.ok else "[red]FAILED[/]"
+        verdict = ("[yellow]INTERRUPTED[/]" if self._stop.is_set()
+                   else "[green]ALL PASSED[/]" if results.ok else "[red]FAILED[/]")
         self.console.print(
             f"{verdict}: {t.passed} passed, {t.failed} failed, {t.skipped} skipped; "
             f"{len(results.notebooks) - t.notebooks_failed}/{len(results.notebooks)} notebooks passed "
