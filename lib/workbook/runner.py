@@ -11,6 +11,7 @@ import importlib
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,6 +31,11 @@ from workbook.selection import Notebook, parse_patterns, select
 from workbook.stack.manager import Stack
 
 REDACTED = "[redacted]"
+
+# jsonschema imports rfc3987_syntax, when installed, only to check "iri" string formats, which
+# no notebook schema uses; building its grammar costs ~1.7 s per process, more than a trivial
+# notebook. Marked unavailable before papermill (nbformat -> jsonschema) is imported.
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 
 class UsageError(WorkbookError):
