@@ -1,0 +1,1 @@
+"""The reference platform the workbook checks (auth, backend, agents, LLM stand-in)."""

@@ -1,0 +1,1 @@
+"""The auth service: accounts, tokens, sessions, OIDC login, service credentials, audit."""

@@ -1,0 +1,46 @@
+"""The FastAPI application: middleware, error handlers, routers, and process-wide context."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app.auth import errors, service_clients
+from app.auth.context import Context
+from app.auth.middleware import BodyLimit, RequestId
+from app.auth.oidc import OidcClient
+from app.auth.routers import account, admin, oidc, public, service, sessions
+from app.common.settings import AuthSettings
+
+
+def create_app(settings: AuthSettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        c = Context.build(settings)
+        app.state.ctx = c
+        app.state.oidc = (OidcClient(settings, c.http, c.redis)
+                          if settings.oidc_provider_url and settings.oidc_client_id else None)
+        try:
+            async with c.db.begin() as conn:
+                await service_clients.seed(conn, settings)
+            yield
+        finally:
+            await c.close()
+
+    app = FastAPI(title="auth", version=settings.version, lifespan=lifespan,
+                  docs_url="/docs" if settings.is_local else None, redoc_url=None,
+                  openapi_url="/openapi.json" if settings.is_local else None)
+    errors.install(app)
+    for r in (public.router, account.router, sessions.router, admin.router, service.router, oidc.router):
+        app.include_router(r)
+    # Added last = outermost: the request id exists before anything else can answer.
+    app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
+                       allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                       allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+                       expose_headers=["X-Request-ID", "Retry-After"])
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(RequestId)
+    return app

@@ -1,0 +1,52 @@
+"""Everything a request handler needs, built once per process and torn down at shutdown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.auth.audit import AuditLog
+from app.auth.db import make_audit_engine, make_engine
+from app.auth.keys import KeyRing
+from app.auth.ratelimit import LoginLimiter
+from app.auth.revocation import DenyList
+from app.auth.sessions import SessionStore
+from app.auth.tokens import TokenService
+from app.common.settings import AuthSettings
+
+
+@dataclass
+class Context:
+    settings: AuthSettings
+    db: AsyncEngine
+    redis: Redis
+    keys: KeyRing
+    tokens: TokenService
+    sessions: SessionStore
+    deny: DenyList
+    limiter: LoginLimiter
+    audit: AuditLog
+    http: httpx.AsyncClient
+
+    @classmethod
+    def build(cls, settings: AuthSettings) -> Context:
+        t = settings.dependency_timeout_s
+        redis = Redis.from_url(settings.redis_url, password=settings.secret("redis_password"),
+                               socket_timeout=t, socket_connect_timeout=t)
+        keys = KeyRing(settings.key_dir)
+        return cls(
+            settings=settings, db=make_engine(settings), redis=redis, keys=keys,
+            tokens=TokenService(keys, settings.issuer, settings.audience),
+            sessions=SessionStore(redis, settings.refresh_ttl_s, settings.session_max),
+            deny=DenyList(redis), limiter=LoginLimiter(redis, settings),
+            audit=AuditLog(make_audit_engine(settings)), http=httpx.AsyncClient(timeout=t),
+        )
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        await self.redis.aclose()
+        await self.db.dispose()
+        await self.audit.engine.dispose()

@@ -1,0 +1,78 @@
+"""One error body everywhere: `{"error", "detail", "request_id"}`, never a 500 for bad input.
+
+An unreachable dependency becomes 503 naming it; validation failures 422 naming the field.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+import redis.exceptions
+import sqlalchemy.exc
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("app.auth")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, error: str, detail: str, headers: dict[str, str] | None = None,
+                 **extra: Any):
+        self.status, self.error, self.detail, self.headers, self.extra = status, error, detail, headers, extra
+
+
+def unauthorized(detail: str, error: str = "unauthorized") -> ApiError:
+    return ApiError(401, error, detail, headers={"WWW-Authenticate": 'Bearer realm="auth"'})
+
+
+def body(request: Request, error: str, detail: str, **extra: Any) -> dict[str, Any]:
+    return {"error": error, "detail": detail, **extra, "request_id": getattr(request.state, "request_id", None)}
+
+
+def _dependency(exc: Exception) -> str:
+    if isinstance(exc, redis.exceptions.RedisError):
+        return "redis"
+    if isinstance(exc, httpx.HTTPError):
+        return "oidc"
+    return "postgres"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(body(request, exc.error, exc.detail, **exc.extra), exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = []
+        for e in exc.errors():
+            loc = [str(p) for p in e["loc"] if p != "body"]
+            name = "body" if e["type"] == "json_invalid" or not loc else ".".join(loc)
+            fields.append({"field": name, "message": e["msg"]})
+        detail = "invalid request: " + ", ".join(f"{f['field']}: {f['message']}" for f in fields)
+        return JSONResponse(body(request, "validation_error", detail, fields=fields), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        error = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(body(request, error, str(exc.detail)), exc.status_code, headers=exc.headers)
+
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        name = _dependency(exc)
+        log.warning("dependency %s unavailable: %s", name, type(exc).__name__)
+        return JSONResponse(body(request, "dependency_unavailable", f"{name} is unavailable", dependency=name),
+                            503, headers={"Retry-After": "5"})
+
+    for kind in (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, httpx.TransportError,
+                 sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.TimeoutError,
+                 ConnectionError, TimeoutError, OSError):
+        app.add_exception_handler(kind, unavailable)
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return JSONResponse(body(request, "internal_error", "internal error"), 500)

@@ -1,0 +1,83 @@
+"""Unauthenticated endpoints: JWKS, public configuration, liveness and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from app.auth.context import Context
+from app.auth.deps import ctx
+from app.auth.tokens import ALGORITHM
+
+router = APIRouter(tags=["public"])
+
+READY_TIMEOUT_S = 2.0
+
+
+@router.get("/.well-known/jwks.json")
+async def jwks(c: Context = Depends(ctx)) -> JSONResponse:
+    # Short cache: verifiers pick up a rotation within a minute, and keep working if we are down.
+    return JSONResponse({"keys": [k.jwk() for k in c.keys.published()]},
+                        headers={"Cache-Control": "public, max-age=60"})
+
+
+@router.get("/auth/config")
+async def public_config(c: Context = Depends(ctx)) -> dict[str, Any]:
+    s = c.settings
+    return {
+        "issuer": s.issuer, "audience": s.audience, "jwks_uri": "/.well-known/jwks.json",
+        "algorithms": [ALGORITHM], "access_ttl_s": s.access_ttl_s, "refresh_ttl_s": s.refresh_ttl_s,
+        "service_ttl_s": s.service_ttl_s, "session_max": s.session_max, "session_overflow": "evict_oldest",
+        "login_rate": {"per_email": s.login_rate_email, "per_ip": s.login_rate_ip,
+                       "window_s": s.login_rate_window_s},
+        "lockout": {"threshold": s.lockout_threshold, "duration_s": s.lockout_s},
+        "password_min_length": s.password_min_length, "oidc_enabled": s.oidc_provider_url is not None,
+        "env": s.env, "version": s.version,
+    }
+
+
+@router.get("/health/live")
+async def live(c: Context = Depends(ctx)) -> dict[str, str]:
+    return {"status": "ok", "version": c.settings.version}
+
+
+async def _check(probe: Awaitable[object]) -> str:
+    try:
+        await asyncio.wait_for(probe, READY_TIMEOUT_S)
+        return "ok"
+    except Exception as e:  # any failure of a dependency is "not ready", reported by name
+        return f"down: {type(e).__name__}"
+
+
+async def _postgres(c: Context) -> None:
+    async with c.db.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+
+
+async def _keys(c: Context) -> None:
+    c.keys.active()
+
+
+async def _oidc(c: Context) -> None:
+    url = c.settings.oidc_provider_url
+    if url:
+        (await c.http.get(f"{url.rstrip('/')}/.well-known/openid-configuration")).raise_for_status()
+
+
+@router.get("/health/ready")
+async def ready(c: Context = Depends(ctx)) -> JSONResponse:
+    names = ("postgres", "redis", "keys", "oidc")
+    results = await asyncio.gather(_check(_postgres(c)), _check(c.redis.ping()), _check(_keys(c)),
+                                   _check(_oidc(c)))
+    checks = dict(zip(names, results))
+    if not c.settings.oidc_provider_url:
+        checks["oidc"] = "not configured"
+    # OIDC being down only breaks OIDC login, so it is reported but does not fail readiness.
+    ok = all(checks[n] == "ok" for n in ("postgres", "redis", "keys"))
+    return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks,
+                         "version": c.settings.version}, 200 if ok else 503)

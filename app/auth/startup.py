@@ -1,0 +1,71 @@
+"""Startup validation: outside `local`, refuse to run on missing or weak secrets and keys.
+
+Every problem is collected and reported by setting name, so one failed start shows them all.
+"""
+
+from __future__ import annotations
+
+import stat
+
+from sqlalchemy.engine import make_url
+
+from app.auth.keys import KeyRing, KeyRingError
+from app.common.settings import AuthSettings
+
+MIN_SECRET_LEN = 16
+MIN_SERVICE_SECRET_LEN = 32
+_COMMON = {"changeme", "password", "secret", "postgres", "admin", "redis", "default", "test", "letmein"}
+
+
+def weak(secret: str, min_len: int = MIN_SECRET_LEN) -> str | None:
+    if len(secret) < min_len:
+        return f"shorter than {min_len} characters"
+    if secret.lower().rstrip("0123456789!") in _COMMON or len(set(secret)) < 6:
+        return "a well-known or low-variety value"
+    return None
+
+
+def _secret(problems: list[str], name: str, value: str | None, min_len: int = MIN_SECRET_LEN) -> None:
+    if not value:
+        problems.append(f"{name} is missing")
+    elif reason := weak(value, min_len):
+        problems.append(f"{name} is weak ({reason})")
+
+
+def key_problems(settings: AuthSettings) -> list[str]:
+    ring = KeyRing(settings.key_dir)
+    try:
+        key = ring.active()
+    except (KeyRingError, OSError, ValueError) as e:
+        return [f"AUTH_KEY_DIR ({settings.key_dir}): {e}"]
+    mode = (settings.key_dir / f"{key.kid}.pem").stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return [f"AUTH_KEY_DIR: private key {key.kid}.pem is readable by group/others (chmod 600)"]
+    return []
+
+
+def problems(settings: AuthSettings) -> list[str]:
+    """What stops this configuration from running in its environment (nothing, in local)."""
+    if settings.is_local:
+        return []
+    found: list[str] = []
+    if settings.generate_keys:
+        found.append("AUTH_GENERATE_KEYS is a dev-only switch (provision keys and set it false)")
+    if not settings.generate_keys:
+        found += key_problems(settings)
+    _secret(found, "AUTH_DATABASE_PASSWORD", settings.secret("database_password")
+            or make_url(settings.database_url).password)
+    _secret(found, "AUTH_REDIS_PASSWORD", settings.secret("redis_password"))
+    _secret(found, "AUTH_AUDIT_DB_PASSWORD", settings.secret("audit_db_password"))
+    if settings.oidc_provider_url:
+        if not settings.oidc_client_id:
+            found.append("AUTH_OIDC_CLIENT_ID is missing (AUTH_OIDC_PROVIDER_URL is set)")
+        _secret(found, "AUTH_OIDC_CLIENT_SECRET", settings.secret("oidc_client_secret"))
+    for cid, client in settings.service_clients.items():
+        _secret(found, f"AUTH_SERVICE_CLIENTS[{cid}].secret", client.secret.get_secret_value(),
+                MIN_SERVICE_SECRET_LEN)
+    if "*" in settings.cors_origins:
+        found.append("AUTH_CORS_ORIGINS must list origins, not '*'")
+    if settings.env in ("staging", "production") and not settings.issuer.startswith("https://"):
+        found.append(f"AUTH_ISSUER must be an https URL in {settings.env}")
+    return found

@@ -1,0 +1,64 @@
+"""User rows: create (race-free on email), look up, change role or password."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.auth.models import users
+
+
+class EmailTaken(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class User:
+    id: uuid.UUID
+    email: str
+    role: str
+    password_hash: str | None
+
+
+def _user(row: object) -> User:
+    return User(row.id, row.email, row.role, row.password_hash)  # type: ignore[attr-defined]
+
+
+async def create(conn: AsyncConnection, email: str, password_hash: str | None, role: str) -> User:
+    uid = uuid.uuid4()
+    try:
+        async with conn.begin_nested():
+            await conn.execute(users.insert().values(id=uid, email=email, password_hash=password_hash, role=role))
+    except IntegrityError as e:
+        # The unique index on lower(email) decides concurrent registrations: one insert wins.
+        if "users_email_lower_key" in str(e.orig):
+            raise EmailTaken(email) from None
+        raise
+    return User(uid, email, role, password_hash)
+
+
+async def by_email(conn: AsyncConnection, email: str) -> User | None:
+    row = (await conn.execute(select(users).where(func.lower(users.c.email) == email.lower()))).first()
+    return _user(row) if row else None
+
+
+async def by_id(conn: AsyncConnection, user_id: str | uuid.UUID) -> User | None:
+    try:
+        uid = uuid.UUID(str(user_id))
+    except ValueError:
+        return None
+    row = (await conn.execute(select(users).where(users.c.id == uid))).first()
+    return _user(row) if row else None
+
+
+async def set_role(conn: AsyncConnection, user_id: uuid.UUID, role: str) -> None:
+    await conn.execute(update(users).where(users.c.id == user_id).values(role=role))
+
+
+async def set_password(conn: AsyncConnection, user_id: uuid.UUID, password_hash: str) -> None:
+    await conn.execute(update(users).where(users.c.id == user_id)
+                       .values(password_hash=password_hash, password_changed_at=func.now()))

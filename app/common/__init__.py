@@ -1,0 +1,1 @@
+"""Pieces every platform service shares: settings first."""

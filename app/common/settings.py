@@ -1,0 +1,90 @@
+"""The auth service's settings: one class, read from `AUTH_*` environment variables.
+
+Secrets are `SecretStr` so they never show up in a repr, a log line or an error message;
+each may also be given as a file (`AUTH_<NAME>_FILE`), the way container secrets arrive.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Environment = Literal["local", "docker", "staging", "production"]
+
+SECRET_FIELDS = ("database_password", "redis_password", "audit_db_password", "oidc_client_secret")
+
+
+class ServiceClient(BaseModel):
+    secret: SecretStr
+    scopes: list[str] = []
+
+
+class AuthSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AUTH_", extra="ignore", frozen=True)
+
+    env: Environment = "local"
+    version: str = "0.1.0"
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/auth"
+    database_password: SecretStr | None = None
+    # The role that may only INSERT/SELECT audit rows; created by the migrations.
+    audit_db_user: str = "auth_audit"
+    audit_db_password: SecretStr | None = None
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_password: SecretStr | None = None
+    dependency_timeout_s: float = 3.0
+
+    issuer: str = "http://127.0.0.1/auth"
+    audience: str = "platform"
+    key_dir: Path = Path("keys")
+    # Dev-only: create a signing key when the key dir has none (refused outside local).
+    generate_keys: bool = False
+    access_ttl_s: int = Field(900, gt=0)
+    refresh_ttl_s: int = Field(14 * 24 * 3600, gt=0)
+    service_ttl_s: int = Field(300, gt=0)
+
+    session_max: int = Field(5, gt=0)
+    password_min_length: int = Field(10, ge=8)
+
+    login_rate_email: int = Field(10, gt=0)
+    login_rate_ip: int = Field(50, gt=0)
+    login_rate_window_s: int = Field(60, gt=0)
+    lockout_threshold: int = Field(5, gt=0)
+    lockout_s: int = Field(300, gt=0)
+
+    oidc_provider_url: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_redirect_uri: str | None = None
+    oidc_scopes: str = "openid email profile"
+
+    # {"backend": {"secret": "...", "scopes": ["auth:introspect"]}}
+    service_clients: dict[str, ServiceClient] = {}
+
+    cors_origins: list[str] = []
+    # Peers whose X-Forwarded-For names the client (rate limits are per client IP).
+    trusted_proxies: list[str] = []
+    max_body_bytes: int = Field(64 * 1024, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_files(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for name in SECRET_FIELDS:
+            path = os.environ.get(f"AUTH_{name.upper()}_FILE")
+            if path and not data.get(name):
+                data[name] = Path(path).read_text().strip()
+        return data
+
+    @property
+    def is_local(self) -> bool:
+        return self.env == "local"
+
+    def secret(self, name: str) -> str | None:
+        value = getattr(self, name)
+        return value.get_secret_value() if value is not None else None

@@ -1,0 +1,82 @@
+"""The platform's auth service (`python -m app.auth`), wired to the stack's PostgreSQL, Redis and OIDC.
+
+It gets its own database (`auth`) in the stack's PostgreSQL, a key directory under its data
+dir (a first key is generated there), and generated passwords for the audit role and the
+service clients. The `password` the stack hands it is the secret of the `workbook` service
+client, which may ask for every scope.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+import asyncpg
+import httpx
+
+from workbook.stack.service import Launch, ServiceSpec
+from workbook.stack.state import Paths, StackState, stack_secret
+
+DATABASE = "auth"
+WORKBOOK_SCOPES = ["auth:introspect"]
+
+
+async def _ensure_database(url: str, password: str) -> None:
+    conn = await asyncpg.connect(url, password=password, timeout=10)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE):
+            await conn.execute(f'CREATE DATABASE "{DATABASE}"')
+    finally:
+        await conn.close()
+
+
+class AuthService(ServiceSpec):
+    name = "auth"
+    depends_on = ("postgres", "redis", "oidc")
+    start_timeout_s = 90.0
+
+    def prepare(self, paths: Paths, port: int, password: str) -> Launch:
+        state = StackState.read(paths)
+        missing = [d for d in self.depends_on if d not in state.services]
+        if missing:
+            raise RuntimeError(f"auth needs {', '.join(missing)} running first")
+        pg, redis, oidc = (state.services[n] for n in self.depends_on)
+        pg_password = stack_secret(paths, "postgres")
+        asyncio.run(_ensure_database(pg.url, pg_password))
+        data = paths.data(self.name)
+        (data / "keys").mkdir(parents=True, exist_ok=True)
+        base = self.url(port)
+        clients = {
+            "workbook": {"secret": password, "scopes": WORKBOOK_SCOPES},
+            "backend": {"secret": stack_secret(paths, "auth-client-backend"), "scopes": ["auth:introspect"]},
+        }
+        env = {
+            "AUTH_ENV": "local",
+            "AUTH_DATABASE_URL": pg.url.rsplit("/", 1)[0] + f"/{DATABASE}",
+            "AUTH_DATABASE_PASSWORD": pg_password,
+            "AUTH_AUDIT_DB_PASSWORD": stack_secret(paths, "auth-audit-db"),
+            "AUTH_REDIS_URL": redis.url,
+            "AUTH_REDIS_PASSWORD": stack_secret(paths, "redis"),
+            "AUTH_ISSUER": base,
+            "AUTH_AUDIENCE": "platform",
+            "AUTH_KEY_DIR": str(data / "keys"),
+            "AUTH_GENERATE_KEYS": "true",
+            "AUTH_OIDC_PROVIDER_URL": oidc.url,
+            "AUTH_OIDC_CLIENT_ID": "platform-auth",
+            "AUTH_OIDC_CLIENT_SECRET": stack_secret(paths, "auth-oidc-client"),
+            "AUTH_OIDC_REDIRECT_URI": f"{base}/auth/oidc/callback",
+            "AUTH_SERVICE_CLIENTS": json.dumps(clients),
+            # Everything reaches it from 127.0.0.1; checks name their client IP with X-Forwarded-For.
+            "AUTH_TRUSTED_PROXIES": json.dumps(["127.0.0.1"]),
+            "AUTH_CORS_ORIGINS": json.dumps(["http://127.0.0.1:8888", "http://localhost:8888"]),
+        }
+        return Launch(argv=[sys.executable, "-m", "app.auth", "--host", "127.0.0.1", "--port", str(port)], env=env)
+
+    def url(self, port: int) -> str:
+        return f"http://127.0.0.1:{port}"
+
+    def probe(self, url: str, password: str, timeout: float) -> str:
+        r = httpx.get(f"{url}/health/ready", timeout=timeout)
+        r.raise_for_status()
+        return f"auth {r.json()['version']}"

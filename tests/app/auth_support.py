@@ -1,0 +1,100 @@
+"""Helpers for the auth service's integration tests: the stack handle, clients, extra processes."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from workbook.stack.auth import AuthService
+from workbook.stack.manager import Stack, free_port
+from workbook.stack.oidc import OidcProvider
+from workbook.stack.postgres import Postgres
+from workbook.stack.redis import Redis
+from workbook.stack.state import stack_secret
+
+DEPENDENCIES = [Postgres(), Redis(), OidcProvider()]
+
+
+@dataclass
+class AuthStack:
+    stack: Stack
+    url: str
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        """The environment the stack gives auth, with overrides (a port is only a placeholder)."""
+        launch = AuthService().prepare(self.stack.paths, 0, stack_secret(self.stack.paths, "auth"))
+        env = {k: v for k, v in launch.env.items() if k not in ("AUTH_ISSUER", "AUTH_OIDC_REDIRECT_URI")}
+        return {**os.environ, **env, **overrides}
+
+    def secret(self, name: str) -> str:
+        return stack_secret(self.stack.paths, name)
+
+    def service_url(self, name: str) -> str:
+        return self.stack.state().services[name].url
+
+
+def random_ip() -> str:
+    return f"10.{random.randrange(256)}.{random.randrange(256)}.{random.randrange(1, 255)}"
+
+
+def new_email(tag: str = "u") -> str:
+    return f"{tag}-{uuid.uuid4().hex[:10]}@example.com"
+
+
+PASSWORD = "correct horse battery"
+
+
+def register_and_login(c: httpx.Client, email: str | None = None, **headers: str) -> dict:
+    email = email or new_email()
+    r = c.post("/auth/register", json={"email": email, "password": PASSWORD})
+    assert r.status_code == 201, r.text
+    r = c.post("/auth/login", json={"email": email, "password": PASSWORD}, headers=headers)
+    assert r.status_code == 200, r.text
+    tokens = r.json()
+    me = c.get("/auth/me", headers=bearer(tokens["access_token"])).json()
+    return {**tokens, "email": email, "id": me["id"]}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def run_cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "app.auth", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@contextmanager
+def spawn_auth(env: dict[str, str], log: Path) -> Iterator[str]:
+    """One more real auth process with these settings; yields its URL once it is ready."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "app.auth", "--port", str(port)],
+                                env={**env, "AUTH_ISSUER": env.get("AUTH_ISSUER", url)},
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{url}/health/live", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError(f"auth did not start: {log.read_text()}")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(15)

@@ -1,0 +1,34 @@
+"""A real stack (PostgreSQL, Redis, OIDC provider, auth) for the auth service's integration tests.
+
+One stack per test session; tests that need other settings start their own auth process
+against the same PostgreSQL and Redis with `spawn_auth`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from auth_support import DEPENDENCIES, AuthStack, random_ip
+
+from workbook.stack.auth import AuthService
+from workbook.stack.manager import Stack
+
+
+@pytest.fixture(scope="session")
+def auth_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthStack]:
+    root = tmp_path_factory.mktemp("authstack")
+    stack = Stack(root=root, services=[*DEPENDENCIES, AuthService()])
+    try:
+        stack.up()
+        yield AuthStack(stack, stack.state().services["auth"].url)
+    finally:
+        stack.down()
+
+
+@pytest.fixture
+def client(auth_stack: AuthStack) -> Iterator[httpx.Client]:
+    """A client with its own (forwarded) IP, so tests do not share the per-IP login limit."""
+    with httpx.Client(base_url=auth_stack.url, timeout=30, headers={"X-Forwarded-For": random_ip()}) as c:
+        yield c

@@ -1,0 +1,52 @@
+"""Startup validation rules (the process-level refusal is in test_service_process.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from app.auth.keys import KeyRing
+from app.auth.startup import problems, weak
+from app.common.settings import AuthSettings
+
+STRONG = "Zq8#vLm2$Rt9!pWx4&Kd"
+
+
+def strong(tmp_path: Path, **kw: object) -> AuthSettings:
+    KeyRing(tmp_path / "keys").ensure()
+    base = dict(env="staging", issuer="https://auth.example.com", key_dir=tmp_path / "keys",
+                database_password=STRONG, redis_password=STRONG, audit_db_password=STRONG)
+    return AuthSettings(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def test_local_is_never_refused() -> None:
+    assert problems(AuthSettings(env="local", generate_keys=True)) == []
+
+
+def test_a_complete_strong_config_passes(tmp_path: Path) -> None:
+    assert problems(strong(tmp_path)) == []
+
+
+def test_each_problem_is_named(tmp_path: Path) -> None:
+    found = problems(strong(tmp_path, redis_password=None, audit_db_password="password123",
+                            generate_keys=True, cors_origins=["*"], issuer="http://auth",
+                            oidc_provider_url="https://idp", oidc_client_secret="short",
+                            service_clients={"backend": {"secret": STRONG, "scopes": []}}))
+    text = "\n".join(found)
+    for name in ("AUTH_REDIS_PASSWORD is missing", "AUTH_AUDIT_DB_PASSWORD is weak", "AUTH_GENERATE_KEYS",
+                 "AUTH_CORS_ORIGINS", "AUTH_ISSUER", "AUTH_OIDC_CLIENT_ID is missing",
+                 "AUTH_OIDC_CLIENT_SECRET is weak", "AUTH_SERVICE_CLIENTS[backend].secret is weak"):
+        assert name in text, (name, found)
+    assert STRONG not in text and "password123" not in text
+
+
+def test_missing_and_exposed_keys_are_refused(tmp_path: Path) -> None:
+    s = strong(tmp_path)
+    assert problems(AuthSettings(**{**s.model_dump(), "key_dir": tmp_path / "none"}))[0].startswith("AUTH_KEY_DIR")
+    pem = next((tmp_path / "keys").glob("*.pem"))
+    pem.chmod(0o644)
+    assert any("readable by group/others" in p for p in problems(s))
+
+
+def test_weak_rules() -> None:
+    assert weak("short") and weak("aaaaaaaaaaaaaaaaaaaa") and weak("Password1")
+    assert weak(STRONG) is None
