@@ -121,7 +121,8 @@ class Stack:
                         self._stop(state.services.pop(name))
                     state.write(self.paths)
                     raise StackError("\n".join(errors))
-            state.write(self.paths)
+                # The next wave's services read their dependencies' endpoints from the state.
+                state.write(self.paths)
             return started, reused
 
     def down(self) -> list[str]:
