@@ -10,8 +10,7 @@ import nbformat
 import psutil
 import pytest
 
-from tests_support import run
-from conftest import checks_notebook
+from tests_support import checks_notebook, run
 from workbook.results import RunResults
 
 
