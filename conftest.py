@@ -24,7 +24,7 @@ def _embedded() -> bool:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     if not hasattr(session.config, "workerinput"):
-        session.config._workbook_stack_was_up = Stack().is_up()  # type: ignore[attr-defined]
+        session.config._workbook_stack_was_up = Stack().any_running()  # type: ignore[attr-defined]
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -132,3 +132,18 @@ def test_secrets_never_reach_outputs(project: Path, monkeypatch: pytest.MonkeyPa
     for path in run_dir.iterdir():
         assert "very-secret-value-123" not in path.read_text(errors="replace"), path.name
     assert "[redacted]" in (run_dir / "01_leaky.ipynb").read_text()
+
+
+def test_a_partly_running_stack_is_healed_and_left_running(project: Path) -> None:
+    from workbook.stack.manager import Stack
+
+    (project / "params" / "local.yaml").write_text("stack: embedded\n")
+    checks_notebook(project / "notebooks" / "01_a.ipynb", 'with check("one"):\n    assert wb.service("redis").url')
+    stack = Stack(root=project)
+    stack.up()
+    try:
+        stack.kill("redis")
+        assert run() == 0
+        assert all(r.running for r in stack.status()), "the run stopped a stack it did not start"
+    finally:
+        stack.down()

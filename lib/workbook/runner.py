@@ -144,9 +144,11 @@ class Runner:
         started_stack = False
         try:
             if stack and not stack.is_up():
+                # A stack that was partly running (a service crashed) is healed but, being
+                # someone's, left running at the end.
+                started_stack = not stack.any_running()
                 self.console.print("starting the embedded stack ...")
-                started, _ = stack.up()
-                started_stack = bool(started)
+                stack.up()
             self.env = load_env(opts.env)
             return self._execute(planned, patterns)
         finally:

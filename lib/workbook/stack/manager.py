@@ -88,6 +88,10 @@ class Stack:
             for spec in self.services
         )
 
+    def any_running(self) -> bool:
+        """Whether any recorded service still runs: then the stack is someone's, not ours to stop."""
+        return any(s.process() is not None for s in self.state().services.values())
+
     def up(self) -> tuple[list[str], list[str]]:
         """Bring every service up; returns (started, reused) service names."""
         with lock(self.paths):
