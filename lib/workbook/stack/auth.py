@@ -33,6 +33,7 @@ async def _ensure_database(url: str, password: str) -> None:
 
 class AuthService(ServiceSpec):
     name = "auth"
+    user = "workbook"  # the service client whose secret the stack hands out as auth's password
     depends_on = ("postgres", "redis", "oidc")
     start_timeout_s = 90.0
 

@@ -1,0 +1,36 @@
+"""workbook.clients.platform's pure parts; every request it makes is exercised against the
+real auth service by notebooks/01_auth.ipynb."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from app.auth.schemas import EMAIL
+from workbook.clients import platform
+
+
+def test_unique_email_is_valid_for_the_service_and_unique() -> None:
+    ns = "wb_20261124054533_auth_database_integrity_concurrent_duplicate_registration"[:63]
+    emails = {platform.unique_email(ns) for _ in range(50)}
+    assert len(emails) == 50
+    assert all(re.match(EMAIL, e) and len(e.split("@")[0]) <= 64 for e in emails)
+
+
+def test_random_ip_is_in_the_benchmark_range() -> None:
+    net = ipaddress.ip_network("198.18.0.0/15")
+    assert all(ipaddress.ip_address(platform.random_ip()) in net for _ in range(100))
+
+
+def test_reprs_hide_passwords_and_tokens() -> None:
+    user = platform.User(id="u", email="e@x.test", password="pw-secret", ip="198.18.0.1",
+                         tokens=platform.Tokens("acc-token", "ref-token", "s1", 900))
+    text = repr(user)
+    assert "pw-secret" not in text and "acc-token" not in text and "ref-token" not in text
+
+
+def test_redact_removes_every_jwt() -> None:
+    token = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ1In0.c2lnbmF0dXJl"
+    text = f'{{"access_token": "{token}", "detail": "x"}} Bearer {token}'
+    out = platform.redact(text)
+    assert token not in out and out.count("<jwt>") == 2 and '"detail": "x"' in out
