@@ -7,12 +7,11 @@ import hashlib
 import os
 import shutil
 import subprocess
-from importlib.util import find_spec
 from pathlib import Path
 
 import asyncpg
 
-from workbook.stack.service import Launch, ServiceSpec
+from workbook.stack.service import Launch, ServiceSpec, find_binary
 from workbook.stack.state import Paths, write_private
 
 # PostgreSQL will not run as root; when we are root it runs as this unprivileged user.
@@ -20,18 +19,8 @@ SYSTEM_USER = "workbook-pg"
 
 
 def bin_dir() -> Path:
-    """pgserver's bundled PostgreSQL 16 first, since a PATH postgres may be another major."""
-    if override := os.environ.get("WORKBOOK_POSTGRES_BIN"):
-        return Path(override)
-    spec = find_spec("pgserver")
-    if spec and spec.origin:
-        bundled = Path(spec.origin).parent / "pginstall" / "bin"
-        if (bundled / "postgres").exists():
-            return bundled
-    on_path = shutil.which("postgres")
-    if on_path:
-        return Path(on_path).resolve().parent
-    raise FileNotFoundError("no PostgreSQL binaries: install pgserver or put `postgres` on PATH")
+    """pgserver's bundled PostgreSQL 16 (WORKBOOK_POSTGRES_BIN names a `postgres` binary to use instead)."""
+    return find_binary("postgres", "WORKBOOK_POSTGRES_BIN", "pgserver", "pginstall/bin/postgres").parent
 
 
 def _as_root_user(data: Path, binaries: Path) -> str | None:

