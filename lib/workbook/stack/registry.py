@@ -11,9 +11,3 @@ from workbook.stack.service import ServiceSpec
 
 SERVICES: list[ServiceSpec] = [Postgres(), Redis(), ClickHouse(), OidcProvider(), AuthService()]
 
-
-def by_name(name: str) -> ServiceSpec:
-    for spec in SERVICES:
-        if spec.name == name:
-            return spec
-    raise KeyError(f"no service '{name}' in the stack (have: {', '.join(s.name for s in SERVICES)})")
