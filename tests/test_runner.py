@@ -147,3 +147,14 @@ def test_a_partly_running_stack_is_healed_and_left_running(project: Path) -> Non
         assert all(r.running for r in stack.status()), "the run stopped a stack it did not start"
     finally:
         stack.down()
+    assert not processes_under(project), "a stack process outlived down()"
+
+
+def processes_under(root: Path) -> list[psutil.Process]:
+    """Processes whose working directory or environment points into `root`."""
+    found = []
+    for p in psutil.process_iter(["cwd", "environ"]):
+        places = [p.info["cwd"] or "", *(p.info["environ"] or {}).values()]
+        if p.pid != os.getpid() and any(v.startswith(str(root)) for v in places):
+            found.append(p)
+    return found

@@ -102,10 +102,14 @@ class Stack:
                 todo = []
                 for spec in wave:
                     known = state.services.get(spec.name)
-                    if known and known.process() and self._answers(spec, known):
-                        reused.append(spec.name)
-                    else:
-                        todo.append(spec)
+                    if known and known.process():
+                        if self._answers(spec, known):
+                            reused.append(spec.name)
+                            continue
+                        # Ours but not answering (hung, or stuck on a dependency that was
+                        # restarted): replace it, never leave it running unrecorded.
+                        self._stop(known)
+                    todo.append(spec)
                 if not todo:
                     continue
                 with ThreadPoolExecutor(max_workers=len(todo)) as pool:
