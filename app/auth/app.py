@@ -8,9 +8,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from app.auth import errors, service_clients
+from app.auth import service_clients
+from app.common import errors
 from app.auth.context import Context
-from app.auth.middleware import BodyLimit, RequestId
+from app.common.middleware import BodyLimit, RequestId
 from app.auth.oidc import OidcClient
 from app.auth.routers import account, admin, oidc, public, service, sessions
 from app.common.settings import AuthSettings
@@ -33,7 +34,7 @@ def create_app(settings: AuthSettings) -> FastAPI:
     app = FastAPI(title="auth", version=settings.version, lifespan=lifespan,
                   docs_url="/docs" if settings.is_local else None, redoc_url=None,
                   openapi_url="/openapi.json" if settings.is_local else None)
-    errors.install(app)
+    errors.install(app, http_dependency="oidc")
     for r in (public.router, account.router, sessions.router, admin.router, service.router, oidc.router):
         app.include_router(r)
     # Added last = outermost: the request id exists before anything else can answer.

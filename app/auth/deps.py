@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 
 from app.auth.audit import Actor
 from app.auth.context import Context
-from app.auth.errors import ApiError, unauthorized
+from app.common.errors import ApiError, unauthorized
 from app.auth.tokens import InvalidToken
 
 Claims = dict[str, Any]

@@ -6,6 +6,8 @@ import time
 
 from redis.asyncio import Redis
 
+from app.common.auth_keys import denied
+
 
 class DenyList:
     def __init__(self, redis: Redis):
@@ -14,7 +16,7 @@ class DenyList:
     async def deny(self, jti: str, exp: int) -> None:
         remaining = int(exp - time.time()) + 1
         if remaining > 0:
-            await self.redis.set(f"auth:denied:{jti}", 1, ex=remaining)
+            await self.redis.set(denied(jti), 1, ex=remaining)
 
     async def denied(self, jti: str) -> bool:
-        return bool(await self.redis.exists(f"auth:denied:{jti}"))
+        return bool(await self.redis.exists(denied(jti)))

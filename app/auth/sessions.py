@@ -13,6 +13,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from app.common import auth_keys
+
 
 @dataclass(frozen=True)
 class Session:
@@ -29,8 +31,7 @@ class Session:
                 "method": self.method, "expires_in": self.ttl_s}
 
 
-def _key(sid: str) -> str:
-    return f"auth:session:{sid}"
+_key = auth_keys.session
 
 
 def _index(user_id: str) -> str:

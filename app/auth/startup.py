@@ -11,25 +11,9 @@ from sqlalchemy.engine import make_url
 
 from app.auth.keys import KeyRing, KeyRingError
 from app.common.settings import AuthSettings
+from app.common.validation import check_secret as _secret
 
-MIN_SECRET_LEN = 16
 MIN_SERVICE_SECRET_LEN = 32
-_COMMON = {"changeme", "password", "secret", "postgres", "admin", "redis", "default", "test", "letmein"}
-
-
-def weak(secret: str, min_len: int = MIN_SECRET_LEN) -> str | None:
-    if len(secret) < min_len:
-        return f"shorter than {min_len} characters"
-    if secret.lower().rstrip("0123456789!") in _COMMON or len(set(secret)) < 6:
-        return "a well-known or low-variety value"
-    return None
-
-
-def _secret(problems: list[str], name: str, value: str | None, min_len: int = MIN_SECRET_LEN) -> None:
-    if not value:
-        problems.append(f"{name} is missing")
-    elif reason := weak(value, min_len):
-        problems.append(f"{name} is weak ({reason})")
 
 
 def key_problems(settings: AuthSettings) -> list[str]:

@@ -1,4 +1,4 @@
-"""The auth service's settings: one class, read from `AUTH_*` environment variables.
+"""The platform's settings, one class per service: `AUTH_*` and `BACKEND_*` environment variables.
 
 Secrets are `SecretStr` so they never show up in a repr, a log line or an error message;
 each may also be given as a file (`AUTH_<NAME>_FILE`), the way container secrets arrive.
@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["local", "docker", "staging", "production"]
 
-SECRET_FIELDS = ("database_password", "redis_password", "audit_db_password", "oidc_client_secret")
 
 
 class ServiceClient(BaseModel):
@@ -23,11 +22,35 @@ class ServiceClient(BaseModel):
     scopes: list[str] = []
 
 
-class AuthSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="AUTH_", extra="ignore", frozen=True)
+class _ServiceSettings(BaseSettings):
+    secret_fields: ClassVar[tuple[str, ...]] = ()
 
     env: Environment = "local"
     version: str = "0.1.0"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_files(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for name in cls.secret_fields:
+            path = os.environ.get(f"{cls.model_config['env_prefix']}{name.upper()}_FILE")
+            if path and not data.get(name):
+                data[name] = Path(path).read_text().strip()
+        return data
+
+    @property
+    def is_local(self) -> bool:
+        return self.env == "local"
+
+    def secret(self, name: str) -> str | None:
+        value = getattr(self, name)
+        return value.get_secret_value() if value is not None else None
+
+
+class AuthSettings(_ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="AUTH_", extra="ignore", frozen=True)
+    secret_fields = ("database_password", "redis_password", "audit_db_password", "oidc_client_secret")
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/auth"
     database_password: SecretStr | None = None
@@ -70,21 +93,31 @@ class AuthSettings(BaseSettings):
     trusted_proxies: list[str] = []
     max_body_bytes: int = Field(64 * 1024, gt=0)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _secret_files(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        for name in SECRET_FIELDS:
-            path = os.environ.get(f"AUTH_{name.upper()}_FILE")
-            if path and not data.get(name):
-                data[name] = Path(path).read_text().strip()
-        return data
 
-    @property
-    def is_local(self) -> bool:
-        return self.env == "local"
+class BackendSettings(_ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="BACKEND_", extra="ignore", frozen=True)
+    secret_fields = ("database_password", "redis_password", "service_client_secret")
 
-    def secret(self, name: str) -> str | None:
-        value = getattr(self, name)
-        return value.get_secret_value() if value is not None else None
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/backend"
+    database_password: SecretStr | None = None
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_password: SecretStr | None = None
+    dependency_timeout_s: float = 3.0
+
+    # Tokens are verified here against auth's JWKS; these must match auth's issuer and audience.
+    auth_url: str = "http://127.0.0.1:8001"
+    issuer: str = "http://127.0.0.1/auth"
+    audience: str = "platform"
+    # The backend's own client credentials at auth (for introspection).
+    service_client_id: str = "backend"
+    service_client_secret: SecretStr | None = None
+    auth_timeout_s: float = Field(2.0, gt=0)
+    # A cached JWKS is refreshed after this; while auth is unreachable the cached keys keep verifying.
+    jwks_ttl_s: int = Field(300, gt=0)
+    # An unknown kid refetches the JWKS at most this often (a stream of forged kids cannot hammer auth).
+    jwks_min_refresh_s: float = Field(5.0, ge=0)
+    breaker_failure_threshold: int = Field(5, gt=0)
+    breaker_reset_s: float = Field(30.0, gt=0)
+
+    cors_origins: list[str] = []
+    max_body_bytes: int = Field(256 * 1024, gt=0)

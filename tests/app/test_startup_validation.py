@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.auth.keys import KeyRing
-from app.auth.startup import problems, weak
+from app.auth.startup import problems
+from app.common.validation import weak
 from app.common.settings import AuthSettings
 
 STRONG = "Zq8#vLm2$Rt9!pWx4&Kd"

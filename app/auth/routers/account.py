@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from app.auth import grants, refresh, users
 from app.auth.context import Context
 from app.auth.deps import Claims, actor, ctx, user_claims
-from app.auth.errors import ApiError, unauthorized
+from app.common.errors import ApiError, unauthorized
 from app.auth.passwords import hash_async, verify_async
 from app.auth.roles import DEFAULT_ROLE, permissions
 from app.auth.schemas import Credentials, PasswordChange, RefreshRequest

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Request
 from app.auth import users
 from app.auth.context import Context
 from app.auth.deps import Claims, actor, ctx, require_permission
-from app.auth.errors import ApiError
+from app.common.errors import ApiError
 from app.auth.keys import KeyRingError
 from app.auth.roles import may_assign
 from app.auth.schemas import RoleChange

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.auth import grants, users
 from app.auth.context import Context
 from app.auth.deps import actor, ctx
-from app.auth.errors import ApiError
+from app.common.errors import ApiError
 from app.auth.models import oidc_identities
 from app.auth.oidc import Identity, OidcClient, OidcError
 from app.auth.roles import DEFAULT_ROLE

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Request
 from app.auth import service_clients
 from app.auth.context import Context
 from app.auth.deps import Claims, actor, ctx, live_claims, require_scope
-from app.auth.errors import ApiError, unauthorized
+from app.common.errors import ApiError, unauthorized
 from app.auth.schemas import IntrospectRequest, ServiceTokenRequest
 
 router = APIRouter(prefix="/auth", tags=["service"])

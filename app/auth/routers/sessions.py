@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from app.auth import grants
 from app.auth.context import Context
 from app.auth.deps import Claims, actor, ctx, user_claims
-from app.auth.errors import ApiError
+from app.common.errors import ApiError
 
 router = APIRouter(prefix="/auth/sessions", tags=["sessions"])
 

@@ -8,10 +8,12 @@ from workbook.env import Env
 from workbook.errors import StackError
 
 
-async def connect(env: Env, service: str = "postgres") -> asyncpg.Connection:
+async def connect(env: Env, service: str = "postgres", database: str | None = None) -> asyncpg.Connection:
+    """A connection to the service's database, or to `database` on the same server."""
     svc = env.service(service)
     try:
-        return await asyncpg.connect(svc.url, password=svc.secret(), timeout=env.timeouts.connect_s,
+        return await asyncpg.connect(svc.url, password=svc.secret(), database=database,
+                                     timeout=env.timeouts.connect_s,
                                      command_timeout=env.timeouts.request_s)
     except (OSError, asyncpg.PostgresError, TimeoutError) as e:
         raise StackError(f"{service} at {svc.host}:{svc.port} did not accept a connection: "

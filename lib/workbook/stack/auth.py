@@ -8,27 +8,20 @@ client, which may ask for every scope.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 
-import asyncpg
 import httpx
 
+from workbook.stack.postgres import ensure_database
 from workbook.stack.service import Launch, ServiceSpec
 from workbook.stack.state import Paths, StackState, stack_secret
 
 DATABASE = "auth"
-WORKBOOK_SCOPES = ["auth:introspect"]
-
-
-async def _ensure_database(url: str, password: str) -> None:
-    conn = await asyncpg.connect(url, password=password, timeout=10)
-    try:
-        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE):
-            await conn.execute(f'CREATE DATABASE "{DATABASE}"')
-    finally:
-        await conn.close()
+# Where JupyterLab serves from: the only browser origins the platform answers locally.
+CORS_ORIGINS = ["http://127.0.0.1:8888", "http://localhost:8888"]
+# The workbook's own client checks introspection and the backend's scoped service endpoints.
+WORKBOOK_SCOPES = ["auth:introspect", "backend:threads:read"]
 
 
 class AuthService(ServiceSpec):
@@ -44,7 +37,7 @@ class AuthService(ServiceSpec):
             raise RuntimeError(f"auth needs {', '.join(missing)} running first")
         pg, redis, oidc = (state.services[n] for n in self.depends_on)
         pg_password = stack_secret(paths, "postgres")
-        asyncio.run(_ensure_database(pg.url, pg_password))
+        ensure_database(pg.url, pg_password, DATABASE)
         data = paths.data(self.name)
         (data / "keys").mkdir(parents=True, exist_ok=True)
         base = self.url(port)
@@ -70,7 +63,7 @@ class AuthService(ServiceSpec):
             "AUTH_SERVICE_CLIENTS": json.dumps(clients),
             # Everything reaches it from 127.0.0.1; checks name their client IP with X-Forwarded-For.
             "AUTH_TRUSTED_PROXIES": json.dumps(["127.0.0.1"]),
-            "AUTH_CORS_ORIGINS": json.dumps(["http://127.0.0.1:8888", "http://localhost:8888"]),
+            "AUTH_CORS_ORIGINS": json.dumps(CORS_ORIGINS),
         }
         return Launch(argv=[sys.executable, "-m", "app.auth", "--host", "127.0.0.1", "--port", str(port)], env=env)
 

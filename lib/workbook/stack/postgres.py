@@ -100,3 +100,17 @@ class Postgres(ServiceSpec):
                 await conn.close()
 
         return asyncio.run(ask())
+
+
+def ensure_database(url: str, password: str, name: str) -> None:
+    """Create database `name` on the stack's PostgreSQL unless it exists (a platform service's own)."""
+
+    async def run() -> None:
+        conn = await asyncpg.connect(url, password=password, timeout=10)
+        try:
+            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+                await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(run())

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from workbook.stack.auth import AuthService
+from workbook.stack.backend import BackendService
 from workbook.stack.clickhouse import ClickHouse
 from workbook.stack.oidc import OidcProvider
 from workbook.stack.postgres import Postgres
 from workbook.stack.redis import Redis
 from workbook.stack.service import ServiceSpec
 
-SERVICES: list[ServiceSpec] = [Postgres(), Redis(), ClickHouse(), OidcProvider(), AuthService()]
+SERVICES: list[ServiceSpec] = [Postgres(), Redis(), ClickHouse(), OidcProvider(), AuthService(),
+                               BackendService()]
 

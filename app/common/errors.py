@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-log = logging.getLogger("app.auth")
+log = logging.getLogger("app")
 
 
 class ApiError(Exception):
@@ -25,23 +25,24 @@ class ApiError(Exception):
         self.status, self.error, self.detail, self.headers, self.extra = status, error, detail, headers, extra
 
 
-def unauthorized(detail: str, error: str = "unauthorized") -> ApiError:
-    return ApiError(401, error, detail, headers={"WWW-Authenticate": 'Bearer realm="auth"'})
+def unauthorized(detail: str, error: str = "unauthorized", realm: str = "auth") -> ApiError:
+    return ApiError(401, error, detail, headers={"WWW-Authenticate": f'Bearer realm="{realm}"'})
 
 
 def body(request: Request, error: str, detail: str, **extra: Any) -> dict[str, Any]:
     return {"error": error, "detail": detail, **extra, "request_id": getattr(request.state, "request_id", None)}
 
 
-def _dependency(exc: Exception) -> str:
+def _dependency(exc: Exception, http_dependency: str) -> str:
     if isinstance(exc, redis.exceptions.RedisError):
         return "redis"
     if isinstance(exc, httpx.HTTPError):
-        return "oidc"
+        return http_dependency
     return "postgres"
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, http_dependency: str) -> None:
+    """`http_dependency` names the service behind the app's outgoing HTTP calls in 503 answers."""
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(body(request, exc.error, exc.detail, **exc.extra), exc.status, headers=exc.headers)
@@ -62,7 +63,7 @@ def install(app: FastAPI) -> None:
         return JSONResponse(body(request, error, str(exc.detail)), exc.status_code, headers=exc.headers)
 
     async def unavailable(request: Request, exc: Exception) -> JSONResponse:
-        name = _dependency(exc)
+        name = _dependency(exc, http_dependency)
         log.warning("dependency %s unavailable: %s", name, type(exc).__name__)
         return JSONResponse(body(request, "dependency_unavailable", f"{name} is unavailable", dependency=name),
                             503, headers={"Retry-After": "5"})

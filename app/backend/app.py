@@ -1,0 +1,49 @@
+"""The backend's FastAPI application."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app.backend.context import Context
+from app.backend.routers import admin, health, internal, threads, users
+from app.common import errors
+from app.common.errors import ApiError
+from app.common.middleware import BodyLimit, RequestId
+from app.common.settings import BackendSettings
+
+log = logging.getLogger("app.backend")
+
+
+def create_app(settings: BackendSettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        c = Context.build(settings)
+        app.state.ctx = c
+        try:
+            await c.auth.refresh_jwks()
+        except ApiError as e:
+            # Not fatal: readiness says not_ready until the first verification fetches the keys.
+            log.warning("no JWKS at startup: %s", e.detail)
+        try:
+            yield
+        finally:
+            await c.close()
+
+    app = FastAPI(title="backend", version=settings.version, lifespan=lifespan,
+                  docs_url="/docs" if settings.is_local else None, redoc_url=None,
+                  openapi_url="/openapi.json" if settings.is_local else None)
+    errors.install(app, http_dependency="auth")
+    for r in (health.router, users.router, threads.router, admin.router, internal.router):
+        app.include_router(r)
+    app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
+                       allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                       allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+                       expose_headers=["X-Request-ID", "Retry-After"])
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(RequestId)
+    return app

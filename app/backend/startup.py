@@ -1,0 +1,26 @@
+"""Startup validation: outside `local`, refuse missing or weak secrets and unsafe switches,
+each problem named by its setting."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import make_url
+
+from app.common.settings import BackendSettings
+from app.common.validation import check_secret
+
+
+def problems(settings: BackendSettings) -> list[str]:
+    if settings.is_local:
+        return []
+    found: list[str] = []
+    check_secret(found, "BACKEND_DATABASE_PASSWORD", settings.secret("database_password")
+                 or make_url(settings.database_url).password)
+    check_secret(found, "BACKEND_REDIS_PASSWORD", settings.secret("redis_password"))
+    check_secret(found, "BACKEND_SERVICE_CLIENT_SECRET", settings.secret("service_client_secret"), 32)
+    if "*" in settings.cors_origins:
+        found.append("BACKEND_CORS_ORIGINS must list origins, not '*'")
+    if settings.env in ("staging", "production"):
+        for name in ("auth_url", "issuer"):
+            if not getattr(settings, name).startswith("https://"):
+                found.append(f"BACKEND_{name.upper()} must be an https URL in {settings.env}")
+    return found

@@ -1,0 +1,51 @@
+"""Thread rows: every query but the admin listing is scoped to the owner."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.backend.models import threads
+
+MAX_PAGE = 100
+
+
+def public(row: Any) -> dict[str, Any]:
+    return {"id": str(row.id), "owner_id": str(row.owner_id), "title": row.title,
+            "created_at": row.created_at.isoformat(), "updated_at": row.updated_at.isoformat()}
+
+
+async def create(conn: AsyncConnection, owner: str, title: str) -> dict[str, Any]:
+    row = (await conn.execute(threads.insert().values(id=uuid.uuid4(), owner_id=uuid.UUID(owner), title=title)
+                              .returning(*threads.c))).one()
+    return public(row)
+
+
+async def owned(conn: AsyncConnection, owner: str, thread_id: uuid.UUID) -> dict[str, Any] | None:
+    row = (await conn.execute(select(threads).where(threads.c.id == thread_id,
+                                                    threads.c.owner_id == uuid.UUID(owner)))).first()
+    return public(row) if row else None
+
+
+async def listing(conn: AsyncConnection, owner: str, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    where = threads.c.owner_id == uuid.UUID(owner)
+    rows = (await conn.execute(select(threads).where(where).order_by(threads.c.created_at, threads.c.id)
+                               .limit(limit).offset(offset))).all()
+    total = (await conn.execute(select(func.count()).select_from(threads).where(where))).scalar_one()
+    return [public(r) for r in rows], total
+
+
+async def rename(conn: AsyncConnection, owner: str, thread_id: uuid.UUID, title: str) -> dict[str, Any] | None:
+    row = (await conn.execute(update(threads)
+                              .where(threads.c.id == thread_id, threads.c.owner_id == uuid.UUID(owner))
+                              .values(title=title, updated_at=func.now()).returning(*threads.c))).first()
+    return public(row) if row else None
+
+
+async def delete(conn: AsyncConnection, owner: str, thread_id: uuid.UUID) -> bool:
+    result = await conn.execute(threads.delete().where(threads.c.id == thread_id,
+                                                       threads.c.owner_id == uuid.UUID(owner)))
+    return result.rowcount == 1

@@ -1,0 +1,24 @@
+"""The platform's HTTP API, the only place notebooks talk to it (a different API adapts here).
+
+    platform = auth(wb)                      # an AsyncAuth for the env's `auth` service
+    api = backend(wb)                        # an AsyncBackend for the env's `backend` service
+    user = await platform.new_user(ck)       # registered + logged in, under ck.ns, cleaned up
+    me = await api.me(user.access)
+    resp = await platform.post("/auth/refresh", json={...})   # raw: an httpx.Response
+
+Typed helpers raise `PlatformError` (status and body in the message, never a secret) when the
+service does not answer as the happy path expects; the raw helpers (`request`, `get`, `post`,
+`patch`, `delete`, and the `*_raw` calls) return the `httpx.Response` for negative checks.
+
+Every call names a client IP through `X-Forwarded-For` (the auth service trusts it from the
+stack's loopback proxy): each throwaway user gets its own address from 198.18.0.0/15 (the
+benchmarking range), so per-IP login limits of parallel checks never meet.
+"""
+
+from workbook.clients.platform.auth import AsyncAuth, auth
+from workbook.clients.platform.backend import AsyncBackend, backend
+from workbook.clients.platform.common import (PlatformError, Tokens, User, new_password, random_ip, redact,
+                                              unique_email)
+
+__all__ = ["AsyncAuth", "AsyncBackend", "PlatformError", "Tokens", "User", "auth", "backend", "new_password",
+           "random_ip", "redact", "unique_email"]

@@ -1,0 +1,127 @@
+"""What the platform's API clients share: errors, raw requests, throwaway identities."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+
+from workbook.env import Env
+
+_BENCH_NET = ipaddress.ip_network("198.18.0.0/15")
+EMAIL_DOMAIN = "example.test"
+_JWT = re.compile(r"eyJ[\w-]*\.[\w-]*\.[\w-]*")
+
+
+class PlatformError(AssertionError):
+    """The platform answered a typed call with something other than success."""
+
+
+class Check(Protocol):
+    @property
+    def ns(self) -> str: ...
+
+    def defer(self, fn: Any, *args: Any) -> None: ...
+
+
+@dataclass
+class Tokens:
+    access: str
+    refresh: str
+    session_id: str
+    expires_in: int
+
+    def __repr__(self) -> str:  # tokens are credentials: never in a repr
+        return f"Tokens(session_id={self.session_id!r}, expires_in={self.expires_in})"
+
+
+@dataclass
+class User:
+    id: str
+    email: str
+    password: str = field(repr=False)
+    ip: str
+    role: str = "member"
+    tokens: Tokens | None = None
+
+    @property
+    def access(self) -> str:
+        if self.tokens is None:
+            raise PlatformError(f"{self.email} is not logged in")
+        return self.tokens.access
+
+
+def random_ip() -> str:
+    """A client address of its own, from 198.18.0.0/15 (never a real client)."""
+    return str(_BENCH_NET[secrets.randbelow(_BENCH_NET.num_addresses - 2) + 1])
+
+
+def unique_email(ns: str) -> str:
+    """ns (<= 54 chars) + a random suffix: unique per check and per call, a valid local part."""
+    return f"{ns[:54]}.{secrets.token_hex(4)}@{EMAIL_DOMAIN}"
+
+
+def new_password() -> str:
+    return "pw-" + secrets.token_urlsafe(18)
+
+
+def redact(text: str) -> str:
+    """`text` with every JWT replaced by `<jwt>`: response bodies in messages never carry a token."""
+    return _JWT.sub("<jwt>", text)
+
+
+def expect(resp: httpx.Response, status: int, what: str) -> httpx.Response:
+    if resp.status_code != status:
+        body = redact(resp.text)[:300]
+        raise PlatformError(f"{what}: expected {status}, got {resp.status_code}: {body}")
+    return resp
+
+
+def tokens_from(body: dict[str, Any]) -> Tokens:
+    return Tokens(access=body["access_token"], refresh=body["refresh_token"],
+                  session_id=body["session_id"], expires_in=int(body["expires_in"]))
+
+
+class ApiClient:
+    """httpx with the env's timeouts and raw calls that return the response as it came."""
+
+    def __init__(self, env: Env, service: str):
+        svc = env.service(service)
+        self.env = env
+        self.url = svc.url.rstrip("/")
+        timeout = httpx.Timeout(env.timeouts.request_s, connect=env.timeouts.connect_s)
+        self.http = httpx.AsyncClient(base_url=self.url, timeout=timeout)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def __aenter__(self) -> ApiClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def request(self, method: str, path: str, *, token: str | None = None, ip: str | None = None,
+                      headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+        h = dict(headers or {})
+        if token is not None:
+            h.setdefault("Authorization", f"Bearer {token}")
+        if ip is not None:
+            h.setdefault("X-Forwarded-For", ip)
+        return await self.http.request(method, path, headers=h, **kwargs)
+
+    async def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("GET", path, **kwargs)
+
+    async def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("POST", path, **kwargs)
+
+    async def patch(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("PATCH", path, **kwargs)
+
+    async def delete(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("DELETE", path, **kwargs)

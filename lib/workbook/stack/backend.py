@@ -1,0 +1,62 @@
+"""The platform's backend API (`python -m app.backend`), wired to the stack's PostgreSQL, Redis and auth.
+
+It gets its own database (`backend`), verifies tokens against auth's JWKS, and calls auth with
+the `backend` service client's credentials (the same generated secret auth was seeded with).
+Breaker and JWKS timings are shortened so the workbook's fault checks finish in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import httpx
+
+from workbook.stack.auth import CORS_ORIGINS
+from workbook.stack.postgres import ensure_database
+from workbook.stack.service import Launch, ServiceSpec
+from workbook.stack.state import Paths, StackState, stack_secret
+
+DATABASE = "backend"
+
+
+class BackendService(ServiceSpec):
+    name = "backend"
+    depends_on = ("postgres", "redis", "auth")
+    start_timeout_s = 60.0
+
+    def prepare(self, paths: Paths, port: int, password: str) -> Launch:
+        state = StackState.read(paths)
+        missing = [d for d in self.depends_on if d not in state.services]
+        if missing:
+            raise RuntimeError(f"backend needs {', '.join(missing)} running first")
+        pg, redis, auth = (state.services[n] for n in self.depends_on)
+        pg_password = stack_secret(paths, "postgres")
+        ensure_database(pg.url, pg_password, DATABASE)
+        env = {
+            "BACKEND_ENV": "local",
+            "BACKEND_DATABASE_URL": pg.url.rsplit("/", 1)[0] + f"/{DATABASE}",
+            "BACKEND_DATABASE_PASSWORD": pg_password,
+            "BACKEND_REDIS_URL": redis.url,
+            "BACKEND_REDIS_PASSWORD": stack_secret(paths, "redis"),
+            "BACKEND_AUTH_URL": auth.url,
+            "BACKEND_ISSUER": auth.url,
+            "BACKEND_AUDIENCE": "platform",
+            "BACKEND_SERVICE_CLIENT_ID": "backend",
+            "BACKEND_SERVICE_CLIENT_SECRET": stack_secret(paths, "auth-client-backend"),
+            "BACKEND_AUTH_TIMEOUT_S": "1",
+            "BACKEND_JWKS_MIN_REFRESH_S": "1",
+            "BACKEND_BREAKER_FAILURE_THRESHOLD": "3",
+            "BACKEND_BREAKER_RESET_S": "3",
+            "BACKEND_CORS_ORIGINS": json.dumps(CORS_ORIGINS),
+        }
+        return Launch(argv=[sys.executable, "-m", "app.backend", "--host", "127.0.0.1", "--port", str(port)],
+                      env=env)
+
+    def url(self, port: int) -> str:
+        return f"http://127.0.0.1:{port}"
+
+    def probe(self, url: str, password: str, timeout: float) -> str:
+        r = httpx.get(f"{url}/health/ready", timeout=timeout)
+        r.raise_for_status()
+        return f"backend {r.json()['version']}"
