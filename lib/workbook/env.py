@@ -61,6 +61,8 @@ class Timeouts(BaseModel):
 
     connect_s: float = 5.0
     request_s: float = 30.0
+    # A platform service starts, or refuses to with a message, within this.
+    startup_s: float = 30.0
 
 
 class Load(BaseModel):
@@ -87,6 +89,9 @@ class Env(BaseModel):
     latency_budget_ms: dict[str, float] = {}
     clock_skew_max_s: float = 2.0
     load: Load = Load()
+    # What the platform's public configuration must say (e.g. `expect.auth` vs `/auth/config`):
+    # a deployment drifting from what the team decided shows up as a failed check.
+    expect: dict[str, dict[str, Any]] = {}
 
     @model_validator(mode="after")
     def _production_is_safe(self) -> Env:

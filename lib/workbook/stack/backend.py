@@ -45,6 +45,7 @@ class BackendService(ServiceSpec):
             "BACKEND_SERVICE_CLIENT_ID": "backend",
             "BACKEND_SERVICE_CLIENT_SECRET": stack_secret(paths, "auth-client-backend"),
             "BACKEND_AUTH_TIMEOUT_S": "1",
+            "BACKEND_JWKS_TTL_S": "5",
             "BACKEND_JWKS_MIN_REFRESH_S": "1",
             "BACKEND_BREAKER_FAILURE_THRESHOLD": "3",
             "BACKEND_BREAKER_RESET_S": "3",
