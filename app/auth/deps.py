@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from ipaddress import ip_address
+from ipaddress import ip_address, ip_network
 from typing import Any
 
 from fastapi import Depends, Request
@@ -20,11 +20,19 @@ def ctx(request: Request) -> Context:
     return request.app.state.ctx
 
 
+def _trusted(peer: str, proxies: list[str]) -> bool:
+    """Whether `peer` is one of the trusted proxies (addresses or networks such as a compose bridge)."""
+    try:
+        addr = ip_address(peer)
+    except ValueError:
+        return False
+    return any(addr in ip_network(p, strict=False) for p in proxies)
+
+
 def client_ip(request: Request) -> str:
     peer = request.client.host if request.client else "unknown"
-    trusted = request.app.state.ctx.settings.trusted_proxies
     forwarded = request.headers.get("x-forwarded-for")
-    if forwarded and peer in trusted:
+    if forwarded and _trusted(peer, request.app.state.ctx.settings.trusted_proxies):
         candidate = forwarded.split(",")[-1].strip()
         try:
             return str(ip_address(candidate))

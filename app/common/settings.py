@@ -7,10 +7,11 @@ each may also be given as a file (`AUTH_<NAME>_FILE`), the way container secrets
 from __future__ import annotations
 
 import os
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["local", "docker", "staging", "production"]
@@ -89,9 +90,16 @@ class AuthSettings(_ServiceSettings):
     service_clients: dict[str, ServiceClient] = {}
 
     cors_origins: list[str] = []
-    # Peers whose X-Forwarded-For names the client (rate limits are per client IP).
+    # Peers (addresses or networks) whose X-Forwarded-For names the client (rate limits are per client IP).
     trusted_proxies: list[str] = []
     max_body_bytes: int = Field(64 * 1024, gt=0)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            ip_network(entry, strict=False)  # a ValueError names the bad entry
+        return value
 
 
 class BackendSettings(_ServiceSettings):

@@ -1,7 +1,9 @@
 """Controlled faults in the embedded stack: kill a service, bring it back, or run a second
 instance of a platform service with a changed configuration and read how it fails.
 
-Only where the workbook owns the services: `stack: embedded` and `destructive: true`.
+Only where the workbook owns the processes: `stack: embedded` and `destructive: true`; in any
+other env the calling check is skipped with the reason (a compose stack or staging has no
+processes here to kill).
 Everything here is bounded in time and undoes itself: `service_down` restarts the service
 on leaving the block (also when the check failed), `second_instance` kills what it started.
 """
@@ -18,15 +20,15 @@ from dataclasses import dataclass
 
 import httpx
 
+from workbook.checks import skip
 from workbook.env import Env, project_root
-from workbook.errors import ConfigError
 from workbook.stack.manager import Stack, free_port
 from workbook.stack.state import stack_secret
 
 
 def _stack(env: Env, what: str) -> Stack:
     if env.stack != "embedded" or not env.allows("destructive"):
-        raise ConfigError(f"env '{env.name}': {what} needs the embedded stack with destructive: true")
+        skip(f"env '{env.name}': {what} needs the embedded stack with destructive: true")
     return Stack(project_root())
 
 
