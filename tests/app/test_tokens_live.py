@@ -11,6 +11,8 @@ import jwt
 import redis
 from auth_support import AuthStack, bearer, new_email, register_and_login, run_cli
 
+from workbook.stack.auth import WORKBOOK_SCOPES
+
 
 def refresh(c: httpx.Client, token: str) -> httpx.Response:
     return c.post("/auth/refresh", json={"refresh_token": token})
@@ -155,7 +157,8 @@ def test_service_tokens_and_introspection(client: httpx.Client, auth_stack: Auth
     assert too_wide.status_code == 403
     svc = client.post("/auth/service-token", json={"client_id": "workbook", "client_secret": secret}).json()
     claims = jwt.decode(svc["access_token"], options={"verify_signature": False})
-    assert claims["type"] == "service" and claims["scope"] == "auth:introspect"
+    # Without a scope asked for, the token carries every scope the client is allowed.
+    assert claims["type"] == "service" and claims["scope"] == " ".join(WORKBOOK_SCOPES)
     user = register_and_login(client)
     assert client.post("/auth/introspect", json={"token": user["access_token"]}).status_code == 401
     # A user token is not a service credential.
