@@ -34,3 +34,15 @@ def test_redact_removes_every_jwt() -> None:
     text = f'{{"access_token": "{token}", "detail": "x"}} Bearer {token}'
     out = platform.redact(text)
     assert token not in out and out.count("<jwt>") == 2 and '"detail": "x"' in out
+
+
+def test_forge_edits_claims_and_keeps_or_replaces_the_signature() -> None:
+    import jwt
+
+    token = jwt.encode({"sub": "u1", "role": "member"}, "k" * 32, algorithm="HS256", headers={"kid": "a"})
+    edited = platform.forge(token, claims={"role": "owner"})
+    assert jwt.decode(edited, options={"verify_signature": False}) == {"sub": "u1", "role": "owner"}
+    assert edited.split(".")[2] == token.split(".")[2]
+    unsigned = platform.forge(token, header={"alg": "none"}, signature="")
+    assert jwt.get_unverified_header(unsigned) == {"alg": "none", "kid": "a", "typ": "JWT"}
+    assert unsigned.endswith(".")

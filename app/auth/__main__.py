@@ -8,44 +8,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
-
-from pydantic import ValidationError
+from typing import NoReturn
 
 from app.auth import startup
 from app.auth.keys import KeyRing, KeyRingError
+from app.common import cli
+from app.common.cli import EXIT_CONFIG
 from app.common.settings import AuthSettings
 
-EXIT_CONFIG = 2
-EXIT_DEPENDENCY = 3
 
-
-def fail(code: int, headline: str, problems: list[str]) -> None:
-    print(f"auth: {headline}:", *(f"  - {p}" for p in problems), sep="\n", file=sys.stderr)
-    sys.exit(code)
-
-
-def load_settings() -> AuthSettings:
-    try:
-        return AuthSettings()
-    except ValidationError as e:
-        # Name the variable, never echo the value (it may be a secret).
-        fail(EXIT_CONFIG, "invalid configuration", [
-            f"AUTH_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in e.errors()])
-        raise AssertionError from None
+def fail(code: int, headline: str, problems: list[str]) -> NoReturn:
+    cli.fail("auth", code, headline, problems)
 
 
 def migrate(settings: AuthSettings, downgrade_to: str | None = None) -> None:
     from app.auth import migrate as m
 
-    try:
-        m.downgrade(settings, downgrade_to) if downgrade_to else m.upgrade(settings)
-    except (OSError, TimeoutError) as e:
-        fail(EXIT_DEPENDENCY, "database unreachable", [f"AUTH_DATABASE_URL: {type(e).__name__}: {e}"])
-    except Exception as e:
-        if type(e).__module__.startswith(("sqlalchemy", "asyncpg")):
-            fail(EXIT_DEPENDENCY, "database migration failed", [f"{type(e).__name__}: {str(e).splitlines()[0]}"])
-        raise
+    cli.migrating("auth", "AUTH_DATABASE_URL", lambda: m.downgrade(settings, downgrade_to) if downgrade_to
+                  else m.upgrade(settings))
 
 
 def serve(settings: AuthSettings, host: str, port: int) -> None:
@@ -98,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("check-config", help="validate the configuration and exit")
     args = parser.parse_args(argv)
 
-    settings = load_settings()
+    settings = cli.load_settings(AuthSettings, "auth")
     if args.command in (None, "serve"):
         serve(settings, args.host, args.port)
     elif args.command == "migrate":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -54,11 +55,23 @@ async def service_down(env: Env, service: str) -> AsyncIterator[None]:
         await restart(env, service)
 
 
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, read, closed): an unreachable dependency."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @dataclass
 class Exited:
     code: int | None  # None: still running when the time ran out (then it was killed)
     output: str
     seconds: float
+
+    @property
+    def problems(self) -> set[str]:
+        """The settings a refusing service named: its `  - NAME: why` lines."""
+        return set(re.findall(r"^\s+- ([A-Z][A-Z0-9_]*(?:\[[^\]]*\])?(?:\.\w+)?)", self.output, re.M))
 
 
 def _scrub(text: str, secrets: list[str]) -> str:
@@ -124,12 +137,14 @@ class Instance:
         async with httpx.AsyncClient(base_url=self.url, timeout=2) as client:
             while True:
                 if self.proc is not None and self.proc.returncode is not None:
-                    raise AssertionError(f"{self.spec.name} instance exited with {self.proc.returncode}")
+                    raise AssertionError(f"{self.spec.name} instance exited with {self.proc.returncode}: "
+                                         f"{self.output[-500:]}")
                 try:
                     return await client.get(path)
                 except httpx.TransportError:
                     if time.monotonic() > deadline:
-                        raise AssertionError(f"{self.spec.name} instance did not answer within {timeout_s}s") from None
+                        raise AssertionError(f"{self.spec.name} instance did not answer within {timeout_s}s: "
+                                             f"{self.output[-500:]}") from None
                     await asyncio.sleep(0.1)
 
     async def stop(self) -> None:

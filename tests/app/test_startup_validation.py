@@ -1,13 +1,18 @@
-"""Startup validation rules (the process-level refusal is in test_service_process.py)."""
+"""Startup validation rules, and how both services' command lines refuse bad settings."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from app.auth.keys import KeyRing
 from app.auth.startup import problems
-from app.common.validation import weak
 from app.common.settings import AuthSettings
+from app.common.validation import weak
 
 STRONG = "Zq8#vLm2$Rt9!pWx4&Kd"
 
@@ -51,3 +56,17 @@ def test_missing_and_exposed_keys_are_refused(tmp_path: Path) -> None:
 def test_weak_rules() -> None:
     assert weak("short") and weak("aaaaaaaaaaaaaaaaaaaa") and weak("Password1")
     assert weak(STRONG) is None
+
+
+@pytest.mark.parametrize(("service", "var", "value", "says"), [
+    ("auth", "AUTH_SERVICE_CLIENTS", "not-json", "not valid JSON"),
+    ("auth", "AUTH_ACCESS_TTL_S", "-5", "greater than 0"),
+    ("backend", "BACKEND_CORS_ORIGINS", "not-json", "not valid JSON"),
+    ("backend", "BACKEND_BREAKER_FAILURE_THRESHOLD", "0", "greater than 0"),
+])
+def test_bad_setting_exits_2_naming_the_variable(service: str, var: str, value: str, says: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTH_", "BACKEND_"))}
+    done = subprocess.run([sys.executable, "-m", f"app.{service}", "check-config"], env={**env, var: value},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert f"  - {var}: " in done.stderr and says in done.stderr and "Traceback" not in done.stderr, done.stderr

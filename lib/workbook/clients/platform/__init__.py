@@ -17,8 +17,8 @@ benchmarking range), so per-IP login limits of parallel checks never meet.
 
 from workbook.clients.platform.auth import AsyncAuth, auth
 from workbook.clients.platform.backend import AsyncBackend, backend
-from workbook.clients.platform.common import (PlatformError, Tokens, User, new_password, random_ip, redact,
+from workbook.clients.platform.common import (PlatformError, Tokens, User, forge, new_password, random_ip, redact,
                                               unique_email)
 
-__all__ = ["AsyncAuth", "AsyncBackend", "PlatformError", "Tokens", "User", "auth", "backend", "new_password",
+__all__ = ["AsyncAuth", "AsyncBackend", "PlatformError", "Tokens", "User", "auth", "backend", "forge", "new_password",
            "random_ip", "redact", "unique_email"]

@@ -20,8 +20,8 @@ from workbook.env import Env
 class AsyncAuth(ApiClient):
     """Client of the auth service (register, login, refresh, sessions, service tokens, admin)."""
 
-    def __init__(self, env: Env, service: str = "auth", client_id: str | None = None):
-        super().__init__(env, service)
+    def __init__(self, env: Env, service: str = "auth", client_id: str | None = None, url: str | None = None):
+        super().__init__(env, service, url)
         svc = env.service(service)
         self.client_id = client_id or svc.user or "workbook"
         self._client_secret = svc.secret()
@@ -125,6 +125,18 @@ class AsyncAuth(ApiClient):
     async def set_role(self, admin_access: str, user_id: str, role: str) -> dict[str, Any]:
         return expect(await self.set_role_raw(admin_access, user_id, role), 200, "change role").json()
 
+    async def keys(self, owner_access: str) -> dict[str, Any]:
+        """The signing keys (`active` kid, each key's created/retired); needs `keys:rotate`."""
+        return expect(await self.get("/auth/admin/keys", token=owner_access), 200, "list keys").json()
+
+    async def rotate_key(self, owner_access: str) -> str:
+        """Make a new signing key active; returns its kid."""
+        resp = await self.post("/auth/admin/keys/rotate", token=owner_access)
+        return expect(resp, 200, "rotate key").json()["active"]
+
+    async def retire_key_raw(self, owner_access: str, kid: str) -> httpx.Response:
+        return await self.post(f"/auth/admin/keys/{kid}/retire", token=owner_access)
+
     async def grant_role(self, user: User, role: str) -> Tokens:
         """Give `user` a role directly in auth's database, then refresh so the tokens carry it.
 
@@ -170,6 +182,7 @@ class AsyncAuth(ApiClient):
         await self.revoke_all_sessions(resp.json()["access_token"])
 
 
-def auth(env: Env, service: str = "auth") -> AsyncAuth:
-    """The auth service client for `env` (close it with `await client.aclose()` or `async with`)."""
-    return AsyncAuth(env, service)
+def auth(env: Env, service: str = "auth", url: str | None = None) -> AsyncAuth:
+    """The auth service client for `env` (close it with `await client.aclose()` or `async with`);
+    `url` points it at another instance of the service (e.g. a `faults.second_instance`)."""
+    return AsyncAuth(env, service, url=url)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import ipaddress
+import json
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -74,6 +76,25 @@ def redact(text: str) -> str:
     return _JWT.sub("<jwt>", text)
 
 
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def forge(token: str, header: dict[str, Any] | None = None, claims: dict[str, Any] | None = None,
+          signature: str | None = None) -> str:
+    """`token` with header fields and claims changed (or added) and its signature kept, or replaced
+    by `signature` ("" for none): what an attacker can make without the private key."""
+    head, body, sig = token.split(".")
+
+    def edit(part: str, changes: dict[str, Any] | None) -> str:
+        if not changes:
+            return part
+        data = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+        return _b64(json.dumps({**data, **changes}).encode())
+
+    return f"{edit(head, header)}.{edit(body, claims)}.{sig if signature is None else signature}"
+
+
 def expect(resp: httpx.Response, status: int, what: str) -> httpx.Response:
     if resp.status_code != status:
         body = redact(resp.text)[:300]
@@ -89,10 +110,10 @@ def tokens_from(body: dict[str, Any]) -> Tokens:
 class ApiClient:
     """httpx with the env's timeouts and raw calls that return the response as it came."""
 
-    def __init__(self, env: Env, service: str):
+    def __init__(self, env: Env, service: str, url: str | None = None):
         svc = env.service(service)
         self.env = env
-        self.url = svc.url.rstrip("/")
+        self.url = (url or svc.url).rstrip("/")
         timeout = httpx.Timeout(env.timeouts.request_s, connect=env.timeouts.connect_s)
         self.http = httpx.AsyncClient(base_url=self.url, timeout=timeout)
 
