@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "migrate":
         migrate(settings, args.downgrade)
     elif args.command == "rotate-key":
-        print(KeyRing(settings.key_dir).rotate().kid)
+        key = KeyRing(settings.key_dir).rotate(settings.key_activation_delay_s)
+        print(f"{key.kid} (published now, signs in {settings.key_activation_delay_s:g} s)")
     elif args.command == "retire-key":
         try:
             KeyRing(settings.key_dir).retire(args.kid)

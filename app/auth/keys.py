@@ -1,9 +1,14 @@
 """Signing keys in a key directory: one active key signs, older ones verify until retired.
 
-Layout: `<kid>.pem` (EC P-256 private key, mode 0600) per key and `keys.json` naming the
-active kid and each key's state. Instances sharing the directory pick up a rotation on
-their next sign/verify (the index's mtime is checked), and rotation takes a file lock.
-Retiring a key deletes its private key file: nothing can sign with it again.
+Layout: `<kid>.pem` (EC P-256 private key, mode 0600) per key and `keys.json` with each key's
+state. Instances sharing the directory pick up a rotation on their next sign/verify (the
+index's mtime is checked), and rotation takes a file lock.
+
+A rotated-in key is published at once but signs only from `not_before` on: verifiers that
+cached the JWKS a moment before the rotation have fetched it again by then, so no token is
+refused because its key was still unknown somewhere. The active key is the newest one whose
+`not_before` has passed. Retiring a key deletes its private key file: nothing can sign with
+it again.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ class SigningKey:
     private: ec.EllipticCurvePrivateKey | None  # None once retired
     public: ec.EllipticCurvePublicKey
     created: float
+    not_before: float  # signs from then on; published from `created`
     retired: float | None
 
     def jwk(self) -> dict[str, Any]:
@@ -44,7 +50,6 @@ class KeyRing:
         self.dir = directory
         self.index = directory / "keys.json"
         self._mtime: float | None = None
-        self._active: str | None = None
         self._keys: dict[str, SigningKey] = {}
 
     def _lock(self) -> FileLock:
@@ -54,7 +59,7 @@ class KeyRing:
         try:
             mtime = self.index.stat().st_mtime_ns
         except FileNotFoundError:
-            self._mtime, self._active, self._keys = None, None, {}
+            self._mtime, self._keys = None, {}
             return
         if mtime == self._mtime:
             return
@@ -69,14 +74,18 @@ class KeyRing:
                 if not isinstance(loaded, ec.EllipticCurvePrivateKey) or loaded.curve.name != "secp256r1":
                     raise KeyRingError(f"key {kid} is not an EC P-256 key (ES256 needs one)")
                 private = loaded
-            keys[kid] = SigningKey(kid, private, public, meta["created"], meta.get("retired"))
-        self._mtime, self._active, self._keys = mtime, data.get("active"), keys
+            keys[kid] = SigningKey(kid, private, public, meta["created"], meta.get("not_before", meta["created"]),
+                                   meta.get("retired"))
+        self._mtime, self._keys = mtime, keys
 
     def active(self) -> SigningKey:
+        """The newest key whose `not_before` has passed."""
         self.reload()
-        if self._active is None or self._active not in self._keys:
+        now = time.time()
+        ready = [k for k in self._keys.values() if k.private is not None and k.not_before <= now]
+        if not ready:
             raise KeyRingError(f"no active signing key in {self.dir}")
-        return self._keys[self._active]
+        return max(ready, key=lambda k: (k.not_before, k.created))
 
     def verifying(self, kid: str) -> SigningKey | None:
         """The key that may verify tokens with this kid: known and not retired."""
@@ -92,8 +101,9 @@ class KeyRing:
         self.reload()
         return list(self._keys.values())
 
-    def rotate(self) -> SigningKey:
-        """Make a new key the signer; the previous one keeps verifying until retired."""
+    def rotate(self, signs_after_s: float = 0.0) -> SigningKey:
+        """A new key, published now and signing after `signs_after_s`; the previous one keeps
+        verifying until retired. The first key (nothing signs yet) signs at once. Returns the new key."""
         self.dir.mkdir(parents=True, exist_ok=True)
         with self._lock():
             data = self._read_index()
@@ -106,17 +116,23 @@ class KeyRing:
                 f.write(pem)
             public_pem = private.public_key().public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-            data["keys"][kid] = {"created": time.time(), "retired": None, "public_pem": public_pem}
-            data["active"] = kid
+            now = time.time()
+            try:
+                self.active()
+            except KeyRingError:
+                signs_after_s = 0.0
+            data["keys"][kid] = {"created": now, "not_before": now + signs_after_s, "retired": None,
+                                 "public_pem": public_pem}
             self._write_index(data)
-        return self.active()
+        self.reload()
+        return self._keys[kid]
 
     def retire(self, kid: str) -> None:
         with self._lock():
             data = self._read_index()
             if kid not in data["keys"]:
                 raise KeyRingError(f"no key {kid}")
-            if data.get("active") == kid:
+            if self.active().kid == kid:
                 raise KeyRingError(f"key {kid} is the active signing key: rotate first")
             data["keys"][kid]["retired"] = time.time()
             (self.dir / f"{kid}.pem").unlink(missing_ok=True)
@@ -125,11 +141,11 @@ class KeyRing:
     def ensure(self) -> None:
         """Create a first key if the directory has none (the dev-only `generate_keys` switch)."""
         self.reload()
-        if self._active is None:
+        if not self._keys:
             self.rotate()
 
     def _read_index(self) -> dict[str, Any]:
-        return json.loads(self.index.read_text()) if self.index.is_file() else {"active": None, "keys": {}}
+        return json.loads(self.index.read_text()) if self.index.is_file() else {"keys": {}}
 
     def _write_index(self, data: dict[str, Any]) -> None:
         tmp = self.index.with_suffix(".tmp")

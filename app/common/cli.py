@@ -28,8 +28,10 @@ def load_settings(cls: type[S], service: str) -> S:
     try:
         return cls()
     except ValidationError as e:
+        # Field errors name the variable; a check across fields names its variables in the message.
         fail(service, EXIT_CONFIG, "invalid configuration", [
-            f"{prefix}{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in e.errors()])
+            f"{prefix}{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" if err["loc"]
+            else str(err["msg"]).removeprefix("Value error, ") for err in e.errors()])
     except SettingsError as e:
         # A list/dict setting that is not valid JSON fails before validation, naming only the field.
         field = re.search(r'field "(\w+)"', str(e))

@@ -67,6 +67,9 @@ class AuthSettings(_ServiceSettings):
     key_dir: Path = Path("keys")
     # Dev-only: create a signing key when the key dir has none (refused outside local).
     generate_keys: bool = False
+    # A rotated-in key is published this long before it signs: at least the JWKS cache time
+    # verifiers use (auth's JWKS says max-age=60), so none meets a token of a key it never saw.
+    key_activation_delay_s: float = Field(60.0, ge=0)
     access_ttl_s: int = Field(900, gt=0)
     refresh_ttl_s: int = Field(14 * 24 * 3600, gt=0)
     service_ttl_s: int = Field(300, gt=0)
@@ -93,6 +96,17 @@ class AuthSettings(_ServiceSettings):
     # Peers (addresses or networks) whose X-Forwarded-For names the client (rate limits are per client IP).
     trusted_proxies: list[str] = []
     max_body_bytes: int = Field(64 * 1024, gt=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AuthSettings:
+        # Checked here because each alone is valid: together they would break a promise.
+        if self.access_ttl_s >= self.refresh_ttl_s:
+            raise ValueError("AUTH_ACCESS_TTL_S must be less than AUTH_REFRESH_TTL_S "
+                             "(an access token may not outlive its session)")
+        if self.lockout_threshold > self.login_rate_email:
+            raise ValueError("AUTH_LOCKOUT_THRESHOLD may not exceed AUTH_LOGIN_RATE_EMAIL "
+                             "(the rate limit would hide failures before the lockout engages)")
+        return self
 
     @field_validator("trusted_proxies")
     @classmethod

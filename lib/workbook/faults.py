@@ -5,7 +5,13 @@ Only where the workbook owns the processes: `stack: embedded` and `destructive: 
 other env the calling check is skipped with the reason (a compose stack or staging has no
 processes here to kill).
 Everything here is bounded in time and undoes itself: `service_down` restarts the service
-on leaving the block (also when the check failed), `second_instance` kills what it started.
+on leaving the block (also when the check failed), `second_instance` kills what it started
+and drops the scratch database it was given.
+
+A second instance shares the stack's database, Redis and keys unless told otherwise, so it
+may not change a setting the service writes into shared state at startup (auth seeds its
+service clients and its audit role's password): that needs `own_database=True`, which gives
+the instance a fresh database (and, for auth, its own audit role).
 """
 
 from __future__ import annotations
@@ -19,11 +25,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import asyncpg
 import httpx
 
 from workbook.checks import skip
 from workbook.env import Env, project_root
 from workbook.stack.manager import Stack, free_port
+from workbook.stack.postgres import ensure_database
 from workbook.stack.state import stack_secret
 
 
@@ -70,8 +78,8 @@ class Exited:
 
     @property
     def problems(self) -> set[str]:
-        """The settings a refusing service named: its `  - NAME: why` lines."""
-        return set(re.findall(r"^\s+- ([A-Z][A-Z0-9_]*(?:\[[^\]]*\])?(?:\.\w+)?)", self.output, re.M))
+        """The variables a refusing service named: its `  - NAME...: why` lines."""
+        return set(re.findall(r"^\s+- ([A-Z][A-Z0-9_]*)", self.output, re.M))
 
 
 def _scrub(text: str, secrets: list[str]) -> str:
@@ -83,14 +91,25 @@ def _scrub(text: str, secrets: list[str]) -> str:
 class Instance:
     """A second process of a platform service, started with the stack's configuration plus overrides."""
 
-    def __init__(self, env: Env, service: str, overrides: dict[str, str | None]):
+    def __init__(self, env: Env, service: str, overrides: dict[str, str | None], own_database: bool = False):
         self.stack = _stack(env, f"a second {service} instance")
         self.spec = self.stack.spec(service)
         self.port = free_port()
         self.url = self.spec.url(self.port)
         launch = self.spec.prepare(self.stack.paths, self.port, stack_secret(self.stack.paths, service))
+        shared = [k for k in self.spec.shared_state_env if k in overrides and overrides[k] != launch.env.get(k)]
+        if shared and not own_database:
+            raise ValueError(f"{', '.join(shared)}: {service} writes these into shared state at startup; "
+                             "pass own_database=True so a second instance cannot change the stack's")
         self.argv = launch.argv
         self.env = {**os.environ, **launch.env}
+        self.scratch: str | None = None
+        if own_database and self.spec.database_env:
+            self.scratch = f"scratch_{service}_{self.port}"
+            pg = self.stack.state().services["postgres"]
+            ensure_database(pg.url, stack_secret(self.stack.paths, "postgres"), self.scratch)
+            base = launch.env[self.spec.database_env].rsplit("/", 1)[0]
+            self.env.update({self.spec.database_env: f"{base}/{self.scratch}", **self.spec.scratch_env(self.scratch)})
         for key, value in overrides.items():
             if value is None:
                 self.env.pop(key, None)
@@ -157,15 +176,37 @@ class Instance:
         if self._reader is not None:
             await self._reader
 
+    async def drop_scratch(self) -> None:
+        if self.scratch is None:
+            return
+        pg = self.stack.state().services["postgres"]
+        conn = await asyncpg.connect(pg.url, password=stack_secret(self.stack.paths, "postgres"), timeout=10)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{self.scratch}" WITH (FORCE)')
+            for sql in self.spec.scratch_cleanup(self.scratch):
+                await conn.execute(sql)
+        finally:
+            await conn.close()
+
 
 @asynccontextmanager
-async def second_instance(env: Env, service: str, overrides: dict[str, str | None]) -> AsyncIterator[Instance]:
+async def second_instance(env: Env, service: str, overrides: dict[str, str | None],
+                          own_database: bool = False) -> AsyncIterator[Instance]:
     """A second `service` process on a free port with `overrides` applied to its environment
-    (None removes a variable); killed on leaving the block."""
+    (None removes a variable), on a scratch database if `own_database`; killed (and the
+    scratch database dropped) on leaving the block."""
     # prepare() runs its own event loop (it may create the service's database): not on this one.
-    inst = await asyncio.to_thread(Instance, env, service, overrides)
-    await inst.start()
+    inst = await asyncio.to_thread(Instance, env, service, overrides, own_database)
     try:
+        await inst.start()
         yield inst
     finally:
         await inst.stop()
+        await inst.drop_scratch()
+
+
+async def refusal(env: Env, service: str, overrides: dict[str, str | None], own_database: bool = False) -> Exited:
+    """Start a second instance that should refuse to start; how it exited (killed, code None,
+    if it was still running after `timeouts.startup_s`)."""
+    async with second_instance(env, service, overrides, own_database) as inst:
+        return await inst.wait_exit(env.timeouts.startup_s)

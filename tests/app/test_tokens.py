@@ -130,3 +130,17 @@ def test_a_non_p256_key_file_is_refused(ring: KeyRing) -> None:
     (ring.dir / f"{kid}.pem").write_bytes(rsa_pem)
     with pytest.raises(KeyRingError, match="not an EC P-256 key"):
         KeyRing(ring.dir).active()
+
+
+def test_rotated_key_is_published_before_it_signs(tmp_path: Path) -> None:
+    ring = KeyRing(tmp_path / "keys")
+    first = ring.rotate(signs_after_s=30)
+    assert ring.active().kid == first.kid, "the first key must sign at once"
+    nxt = ring.rotate(signs_after_s=0.3)
+    assert {k.kid for k in ring.published()} == {first.kid, nxt.kid}
+    assert ring.active().kid == first.kid, "a rotated-in key signed before its not_before"
+    with pytest.raises(KeyRingError, match="active signing key"):
+        ring.retire(first.kid)
+    time.sleep(0.35)
+    assert ring.active().kid == nxt.kid
+    ring.retire(first.kid)

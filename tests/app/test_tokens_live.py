@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import asyncpg
@@ -134,9 +135,11 @@ def test_key_rotation_and_retirement_via_the_owner_endpoint(client: httpx.Client
     owner = {**owner, **refresh(client, owner["refresh_token"]).json()}
     h = bearer(owner["access_token"])
     old_kid = jwt.get_unverified_header(owner["access_token"])["kid"]
-    new_kid = client.post("/auth/admin/keys/rotate", headers=h).json()["active"]
-    assert new_kid != old_kid
+    rotated = client.post("/auth/admin/keys/rotate", headers=h).json()
+    new_kid = rotated["kid"]
+    assert new_kid != old_kid and rotated["active"] == old_kid, "the new key signed before its activation delay"
     assert {k["kid"] for k in client.get("/.well-known/jwks.json").json()["keys"]} >= {old_kid, new_kid}
+    time.sleep(max(0.0, rotated["signs_from"] - time.time()))
     fresh = register_and_login(client)
     assert jwt.get_unverified_header(fresh["access_token"])["kid"] == new_kid
     assert client.get("/auth/me", headers=h).status_code == 200  # old key still verifies

@@ -36,16 +36,17 @@ async def change_role(user_id: str, body: RoleChange, request: Request,
 async def list_keys(_: Claims = Depends(require_permission("keys:rotate")),
                     c: Context = Depends(ctx)) -> dict[str, object]:
     active = c.keys.active().kid
-    return {"active": active, "keys": [{"kid": k.kid, "created": k.created, "retired": k.retired}
-                                       for k in c.keys.all()]}
+    return {"active": active, "keys": [{"kid": k.kid, "created": k.created, "not_before": k.not_before,
+                                        "retired": k.retired} for k in c.keys.all()]}
 
 
 @router.post("/keys/rotate")
 async def rotate_key(request: Request, claims: Claims = Depends(require_permission("keys:rotate")),
-                     c: Context = Depends(ctx)) -> dict[str, str]:
-    key = c.keys.rotate()
+                     c: Context = Depends(ctx)) -> dict[str, object]:
+    """The new key is published now and signs from `signs_from` (after the activation delay)."""
+    key = c.keys.rotate(c.settings.key_activation_delay_s)
     await c.audit.record("key_rotated", actor(request), claims["sub"], kid=key.kid)
-    return {"active": key.kid}
+    return {"kid": key.kid, "signs_from": key.not_before, "active": c.keys.active().kid}
 
 
 @router.post("/keys/{kid}/retire")

@@ -32,7 +32,7 @@ async def public_config(c: Context = Depends(ctx)) -> dict[str, Any]:
     return {
         "issuer": s.issuer, "audience": s.audience, "jwks_uri": "/.well-known/jwks.json",
         "algorithms": [ALGORITHM], "access_ttl_s": s.access_ttl_s, "refresh_ttl_s": s.refresh_ttl_s,
-        "service_ttl_s": s.service_ttl_s, "session_max": s.session_max, "session_overflow": "evict_oldest",
+        "service_ttl_s": s.service_ttl_s, "key_activation_delay_s": s.key_activation_delay_s, "session_max": s.session_max, "session_overflow": "evict_oldest",
         "login_rate": {"per_email": s.login_rate_email, "per_ip": s.login_rate_ip,
                        "window_s": s.login_rate_window_s},
         "lockout": {"threshold": s.lockout_threshold, "duration_s": s.lockout_s},

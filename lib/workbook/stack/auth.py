@@ -29,6 +29,15 @@ class AuthService(ServiceSpec):
     user = "workbook"  # the service client whose secret the stack hands out as auth's password
     depends_on = ("postgres", "redis", "oidc")
     start_timeout_s = 90.0
+    database_env = "AUTH_DATABASE_URL"
+    # Seeded into the database, and (audit role) into the PostgreSQL cluster, at startup.
+    shared_state_env = ("AUTH_SERVICE_CLIENTS", "AUTH_AUDIT_DB_USER", "AUTH_AUDIT_DB_PASSWORD")
+
+    def scratch_env(self, suffix: str) -> dict[str, str]:
+        return {"AUTH_AUDIT_DB_USER": f"auth_audit_{suffix}"}
+
+    def scratch_cleanup(self, suffix: str) -> list[str]:
+        return [f'DROP ROLE IF EXISTS "auth_audit_{suffix}"']
 
     def prepare(self, paths: Paths, port: int, password: str) -> Launch:
         state = StackState.read(paths)
@@ -56,6 +65,8 @@ class AuthService(ServiceSpec):
             "AUTH_AUDIENCE": "platform",
             "AUTH_KEY_DIR": str(data / "keys"),
             "AUTH_GENERATE_KEYS": "true",
+            # Past the backend's JWKS refetch guard (1 s locally), short so rotation checks are quick.
+            "AUTH_KEY_ACTIVATION_DELAY_S": "2",
             "AUTH_OIDC_PROVIDER_URL": oidc.url,
             "AUTH_OIDC_CLIENT_ID": "platform-auth",
             "AUTH_OIDC_CLIENT_SECRET": stack_secret(paths, "auth-oidc-client"),

@@ -24,6 +24,7 @@ class BackendService(ServiceSpec):
     name = "backend"
     depends_on = ("postgres", "redis", "auth")
     start_timeout_s = 60.0
+    database_env = "BACKEND_DATABASE_URL"
 
     def prepare(self, paths: Paths, port: int, password: str) -> Launch:
         state = StackState.read(paths)

@@ -44,6 +44,19 @@ class ServiceSpec(ABC):
     user: str | None = None  # the client-side login, not the system user
     database: str | None = None
     start_timeout_s: float = 60.0
+    # For second instances (workbook.faults): the variable naming the service's database, and
+    # the variables whose values the service writes into shared state when it starts (a second
+    # instance may change those only with a database of its own).
+    database_env: str | None = None
+    shared_state_env: tuple[str, ...] = ()
+
+    def scratch_env(self, suffix: str) -> dict[str, str]:
+        """Extra settings that keep a second instance with its own database off shared state."""
+        return {}
+
+    def scratch_cleanup(self, suffix: str) -> list[str]:
+        """SQL (run on the server's maintenance database) undoing what a scratch instance created."""
+        return []
 
     @abstractmethod
     def prepare(self, paths: Paths, port: int, password: str) -> Launch:

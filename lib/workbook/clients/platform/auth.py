@@ -129,10 +129,9 @@ class AsyncAuth(ApiClient):
         """The signing keys (`active` kid, each key's created/retired); needs `keys:rotate`."""
         return expect(await self.get("/auth/admin/keys", token=owner_access), 200, "list keys").json()
 
-    async def rotate_key(self, owner_access: str) -> str:
-        """Make a new signing key active; returns its kid."""
-        resp = await self.post("/auth/admin/keys/rotate", token=owner_access)
-        return expect(resp, 200, "rotate key").json()["active"]
+    async def rotate_key(self, owner_access: str) -> dict[str, Any]:
+        """Rotate in a new signing key: `kid` (published now), `signs_from` (epoch s), `active` (signing now)."""
+        return expect(await self.post("/auth/admin/keys/rotate", token=owner_access), 200, "rotate key").json()
 
     async def retire_key_raw(self, owner_access: str, kid: str) -> httpx.Response:
         return await self.post(f"/auth/admin/keys/{kid}/retire", token=owner_access)
