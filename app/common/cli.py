@@ -23,6 +23,12 @@ def fail(service: str, code: int, headline: str, problems: list[str]) -> NoRetur
     sys.exit(code)
 
 
+def _variable(prefix: str, loc: tuple[int | str, ...]) -> str:
+    """AUTH_SERVICE_CLIENTS[backend].secret: the variable, then where inside its JSON value."""
+    inner = "".join(f"[{p}]" if i == 0 else f".{p}" for i, p in enumerate(loc[1:]))
+    return f"{prefix}{str(loc[0]).upper()}{inner}"
+
+
 def load_settings(cls: type[S], service: str) -> S:
     prefix = str(cls.model_config.get("env_prefix", ""))
     try:
@@ -30,7 +36,7 @@ def load_settings(cls: type[S], service: str) -> S:
     except ValidationError as e:
         # Field errors name the variable; a check across fields names its variables in the message.
         fail(service, EXIT_CONFIG, "invalid configuration", [
-            f"{prefix}{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" if err["loc"]
+            f"{_variable(prefix, err['loc'])}: {err['msg']}" if err["loc"]
             else str(err["msg"]).removeprefix("Value error, ") for err in e.errors()])
     except SettingsError as e:
         # A list/dict setting that is not valid JSON fails before validation, naming only the field.

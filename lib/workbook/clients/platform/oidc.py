@@ -1,0 +1,75 @@
+"""Driving auth's OIDC login the way a browser does: auth's redirect to the provider, the
+provider's consent, the provider's redirect back to auth's callback.
+
+    flow = await oidc_flow(wb, platform)
+    body = await flow.login(ck, sub="someone@example.test", ip=ip)   # tokens + user, session ended with the check
+
+The consent step posts oidc-provider-mock's form (a `sub` logs in, `action=deny` refuses);
+against any other provider `flow.scriptable` is False and `consent` skips the calling check,
+since a real provider's login page cannot be scripted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from workbook.checks import skip
+from workbook.clients.platform.auth import AsyncAuth
+from workbook.clients.platform.common import Check, expect
+from workbook.env import Env
+
+MOCK_MARKER = "OpenID Connect Provider Mock"
+
+
+def state_key(authorize_url: httpx.URL) -> str:
+    """Where auth keeps a login request's state, nonce and PKCE verifier in Redis."""
+    return f"auth:oidc:state:{authorize_url.params['state']}"
+
+
+class OidcFlow:
+    def __init__(self, env: Env, auth: AsyncAuth, provider: httpx.AsyncClient, meta: dict[str, Any],
+                 scriptable: bool):
+        self.env, self.auth, self.provider, self.meta, self.scriptable = env, auth, provider, meta, scriptable
+
+    async def aclose(self) -> None:
+        await self.provider.aclose()
+
+    async def start(self, ip: str | None = None) -> httpx.URL:
+        """GET /auth/oidc/login: auth answers 302 to the provider; returns that authorization URL."""
+        resp = expect(await self.auth.get("/auth/oidc/login", ip=ip), 302, "OIDC login start")
+        return httpx.URL(resp.headers["location"])
+
+    async def consent(self, authorize_url: httpx.URL, sub: str, action: str | None = None) -> httpx.URL:
+        """The provider's answer to the user (`sub` logs in, or action="deny"): its redirect to auth."""
+        if not self.scriptable:
+            skip(f"the provider at {self.provider.base_url} has no scriptable consent form "
+                 "(oidc-provider-mock only)")
+        resp = await self.provider.post(str(authorize_url), data={"sub": sub, **({"action": action} if action else {})})
+        return httpx.URL(expect(resp, 302, "provider consent").headers["location"])
+
+    async def callback(self, ck: Check, callback_url: httpx.URL, ip: str | None = None) -> httpx.Response:
+        """auth's callback as the browser calls it; a session it opens is ended with the check."""
+        resp = await self.auth.get(str(callback_url), ip=ip)
+        if resp.status_code == 200:
+            ck.defer(self._end_sessions, resp.json()["access_token"])
+        return resp
+
+    async def _end_sessions(self, access: str) -> None:
+        # Raw: an earlier cleanup of the same user may have ended the sessions already.
+        await self.auth.delete("/auth/sessions", token=access)
+
+    async def login(self, ck: Check, sub: str, ip: str | None = None) -> dict[str, Any]:
+        """The whole flow for `sub`; auth's callback body (tokens, session_id, user)."""
+        resp = await self.callback(ck, await self.consent(await self.start(ip), sub), ip)
+        return expect(resp, 200, "OIDC callback").json()
+
+
+async def oidc_flow(env: Env, auth: AsyncAuth, service: str = "oidc") -> OidcFlow:
+    svc = env.service(service)
+    provider = httpx.AsyncClient(base_url=svc.url, timeout=httpx.Timeout(env.timeouts.request_s,
+                                                                          connect=env.timeouts.connect_s))
+    meta = expect(await provider.get("/.well-known/openid-configuration"), 200, "OIDC discovery").json()
+    scriptable = MOCK_MARKER in (await provider.get("/")).text
+    return OidcFlow(env, auth, provider, meta, scriptable)
