@@ -6,12 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
 from app.auth import service_clients
-from app.common import errors
+from app.common import errors, middleware
 from app.auth.context import Context
-from app.common.middleware import BodyLimit, RequestId
 from app.auth.oidc import OidcClient
 from app.auth.routers import account, admin, oidc, public, service, sessions
 from app.common.settings import AuthSettings
@@ -37,11 +35,5 @@ def create_app(settings: AuthSettings) -> FastAPI:
     errors.install(app, http_dependency="oidc")
     for r in (public.router, account.router, sessions.router, admin.router, service.router, oidc.router):
         app.include_router(r)
-    # Added last = outermost: the request id exists before anything else can answer.
-    app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
-                       allow_methods=["GET", "POST", "PATCH", "DELETE"],
-                       allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-                       expose_headers=["X-Request-ID", "Retry-After"])
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    app.add_middleware(RequestId)
+    middleware.install(app, settings.cors_origins, settings.max_body_bytes)
     return app

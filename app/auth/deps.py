@@ -10,8 +10,9 @@ from fastapi import Depends, Request
 
 from app.auth.audit import Actor
 from app.auth.context import Context
+from app.common.bearer import bearer_token
 from app.common.errors import ApiError, unauthorized
-from app.auth.tokens import InvalidToken
+from app.common.jwt_rules import InvalidToken
 
 Claims = dict[str, Any]
 
@@ -46,13 +47,7 @@ def actor(request: Request) -> Actor:
 
 
 def bearer(request: Request) -> str:
-    header = request.headers.get("authorization")
-    if not header:
-        raise unauthorized("missing Authorization header")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise unauthorized("Authorization must be 'Bearer <token>'")
-    return token.strip()
+    return bearer_token(request, "auth")
 
 
 async def live_claims(c: Context, token: str, expected: str | tuple[str, ...]) -> Claims:

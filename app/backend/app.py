@@ -7,13 +7,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
 from app.backend.context import Context
 from app.backend.routers import admin, health, internal, threads, users
-from app.common import errors
+from app.common import errors, middleware
 from app.common.errors import ApiError
-from app.common.middleware import BodyLimit, RequestId
 from app.common.settings import BackendSettings
 
 log = logging.getLogger("app.backend")
@@ -40,10 +38,5 @@ def create_app(settings: BackendSettings) -> FastAPI:
     errors.install(app, http_dependency="auth")
     for r in (health.router, users.router, threads.router, admin.router, internal.router):
         app.include_router(r)
-    app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
-                       allow_methods=["GET", "POST", "PATCH", "DELETE"],
-                       allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-                       expose_headers=["X-Request-ID", "Retry-After"])
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    app.add_middleware(RequestId)
+    middleware.install(app, settings.cors_origins, settings.max_body_bytes)
     return app

@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable
 from fastapi import Depends, Request
 
 from app.backend.context import Context
-from app.backend.tokens import Principal, refused
+from app.backend.tokens import Principal
+from app.common.bearer import bearer_token
 from app.common.errors import ApiError
 
 
@@ -17,13 +18,7 @@ def ctx(request: Request) -> Context:
 
 
 def bearer(request: Request) -> str:
-    header = request.headers.get("authorization")
-    if not header:
-        raise refused("missing Authorization header")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise refused("Authorization must be 'Bearer <token>'")
-    return token.strip()
+    return bearer_token(request, "backend", "invalid_token")
 
 
 def require_permission(permission: str) -> Callable[..., Awaitable[Principal]]:

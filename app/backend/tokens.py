@@ -1,5 +1,6 @@
-"""Verify the auth service's JWTs locally: ES256 only, keys from auth's JWKS, then Redis for
-revocation (auth's deny-list and its session keys), so a logout ends a token here at once.
+"""Verify the auth service's JWTs locally by the shared rules (`app.common.jwt_rules`) with keys
+from auth's JWKS, then Redis for revocation (auth's deny-list and its session keys), so a
+logout ends a token here at once.
 """
 
 from __future__ import annotations
@@ -7,16 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import jwt
 from redis.asyncio import Redis
 
 from app.backend.auth_client import AuthClient
 from app.common import auth_keys
 from app.common.errors import ApiError, unauthorized
-
-ALGORITHM = "ES256"
-REQUIRED = ["exp", "iat", "jti", "sub", "iss", "aud", "type"]
-LEEWAY_S = 5
+from app.common.jwt_rules import InvalidToken, decode, signing_kid
 
 
 def refused(detail: str) -> ApiError:
@@ -44,30 +41,12 @@ class TokenVerifier:
 
     async def verify(self, token: str, expected: str) -> Principal:
         try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise refused("malformed token") from None
-        if header.get("alg") != ALGORITHM:
-            raise refused(f"algorithm {header.get('alg')!r} not accepted")
-        kid = header.get("kid")
-        if not isinstance(kid, str) or not kid:
-            raise refused("token names no signing key")
-        key = await self.auth.key(kid)
-        if key is None:
-            raise refused("unknown or retired signing key")
-        try:
-            claims = jwt.decode(token, key.key, algorithms=[ALGORITHM], audience=self.audience, issuer=self.issuer,
-                                leeway=LEEWAY_S, options={"require": REQUIRED})
-        except jwt.ExpiredSignatureError:
-            raise refused("token expired") from None
-        except jwt.InvalidAudienceError:
-            raise refused("wrong audience") from None
-        except jwt.InvalidIssuerError:
-            raise refused("wrong issuer") from None
-        except jwt.PyJWTError:
-            raise refused("invalid token") from None
-        if claims["type"] != expected:
-            raise refused(f"a {claims['type']} token is not accepted here")
+            key = await self.auth.key(signing_kid(token))
+            if key is None:
+                raise InvalidToken("unknown or retired signing key")
+            claims = decode(token, key.key, self.issuer, self.audience, expected)
+        except InvalidToken as e:
+            raise refused(str(e)) from None
         if await self.redis.exists(auth_keys.denied(claims["jti"])):
             raise refused("token revoked")
         sid = claims.get("sid")

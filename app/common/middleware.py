@@ -1,4 +1,4 @@
-"""ASGI middleware: request ids, and the request body size limit."""
+"""ASGI middleware: request ids, the request body size limit, CORS; `install` adds all three."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import json
 import re
 import uuid
 
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -76,3 +78,13 @@ class BodyLimit:
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(payload)).encode()), (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": payload})
+
+
+def install(app: FastAPI, cors_origins: list[str], max_body_bytes: int) -> None:
+    # Added last = outermost: the request id exists before anything else can answer.
+    app.add_middleware(CORSMiddleware, allow_origins=cors_origins, allow_credentials=True,
+                       allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                       allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+                       expose_headers=["X-Request-ID", "Retry-After"])
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
+    app.add_middleware(RequestId)

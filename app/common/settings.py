@@ -100,12 +100,9 @@ class AuthSettings(_ServiceSettings):
     @model_validator(mode="after")
     def _consistent(self) -> AuthSettings:
         # Checked here because each alone is valid: together they would break a promise.
-        if self.access_ttl_s >= self.refresh_ttl_s:
-            raise ValueError("AUTH_ACCESS_TTL_S must be less than AUTH_REFRESH_TTL_S "
+        if self.refresh_ttl_s <= self.access_ttl_s:
+            raise ValueError("AUTH_REFRESH_TTL_S must exceed AUTH_ACCESS_TTL_S "
                              "(an access token may not outlive its session)")
-        if self.lockout_threshold > self.login_rate_email:
-            raise ValueError("AUTH_LOCKOUT_THRESHOLD may not exceed AUTH_LOGIN_RATE_EMAIL "
-                             "(the rate limit would hide failures before the lockout engages)")
         return self
 
     @field_validator("trusted_proxies")

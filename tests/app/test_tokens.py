@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from app.auth.keys import KeyRing, KeyRingError
-from app.auth.tokens import InvalidToken, TokenService
+from app.auth.tokens import TokenService
+from app.common.jwt_rules import InvalidToken
 
 
 @pytest.fixture

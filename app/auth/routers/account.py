@@ -13,7 +13,7 @@ from app.common.errors import ApiError, unauthorized
 from app.auth.passwords import hash_async, verify_async
 from app.auth.roles import DEFAULT_ROLE, permissions
 from app.auth.schemas import Credentials, PasswordChange, RefreshRequest
-from app.auth.tokens import InvalidToken
+from app.common.jwt_rules import InvalidToken
 
 router = APIRouter(prefix="/auth", tags=["account"])
 

@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from app.auth.context import Context
 from app.auth.deps import ctx
-from app.auth.tokens import ALGORITHM
+from app.common.jwt_rules import ALGORITHM
 
 router = APIRouter(tags=["public"])
 

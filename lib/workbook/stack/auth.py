@@ -11,11 +11,9 @@ from __future__ import annotations
 import json
 import sys
 
-import httpx
-
 from workbook.stack.postgres import ensure_database
-from workbook.stack.service import Launch, ServiceSpec
-from workbook.stack.state import Paths, StackState, stack_secret
+from workbook.stack.service import Launch, PlatformService
+from workbook.stack.state import Paths, stack_secret
 
 DATABASE = "auth"
 # Where JupyterLab serves from: the only browser origins the platform answers locally.
@@ -24,7 +22,7 @@ CORS_ORIGINS = ["http://127.0.0.1:8888", "http://localhost:8888"]
 WORKBOOK_SCOPES = ["auth:introspect", "backend:threads:read"]
 
 
-class AuthService(ServiceSpec):
+class AuthService(PlatformService):
     name = "auth"
     user = "workbook"  # the service client whose secret the stack hands out as auth's password
     depends_on = ("postgres", "redis", "oidc")
@@ -40,11 +38,7 @@ class AuthService(ServiceSpec):
         return [f'DROP ROLE IF EXISTS "auth_audit_{suffix}"']
 
     def prepare(self, paths: Paths, port: int, password: str) -> Launch:
-        state = StackState.read(paths)
-        missing = [d for d in self.depends_on if d not in state.services]
-        if missing:
-            raise RuntimeError(f"auth needs {', '.join(missing)} running first")
-        pg, redis, oidc = (state.services[n] for n in self.depends_on)
+        pg, redis, oidc = self.dependencies(paths)
         pg_password = stack_secret(paths, "postgres")
         ensure_database(pg.url, pg_password, DATABASE)
         data = paths.data(self.name)
@@ -77,11 +71,3 @@ class AuthService(ServiceSpec):
             "AUTH_CORS_ORIGINS": json.dumps(CORS_ORIGINS),
         }
         return Launch(argv=[sys.executable, "-m", "app.auth", "--host", "127.0.0.1", "--port", str(port)], env=env)
-
-    def url(self, port: int) -> str:
-        return f"http://127.0.0.1:{port}"
-
-    def probe(self, url: str, password: str, timeout: float) -> str:
-        r = httpx.get(f"{url}/health/ready", timeout=timeout)
-        r.raise_for_status()
-        return f"auth {r.json()['version']}"

@@ -10,28 +10,22 @@ from __future__ import annotations
 import json
 import sys
 
-import httpx
-
 from workbook.stack.auth import CORS_ORIGINS
 from workbook.stack.postgres import ensure_database
-from workbook.stack.service import Launch, ServiceSpec
-from workbook.stack.state import Paths, StackState, stack_secret
+from workbook.stack.service import Launch, PlatformService
+from workbook.stack.state import Paths, stack_secret
 
 DATABASE = "backend"
 
 
-class BackendService(ServiceSpec):
+class BackendService(PlatformService):
     name = "backend"
     depends_on = ("postgres", "redis", "auth")
     start_timeout_s = 60.0
     database_env = "BACKEND_DATABASE_URL"
 
     def prepare(self, paths: Paths, port: int, password: str) -> Launch:
-        state = StackState.read(paths)
-        missing = [d for d in self.depends_on if d not in state.services]
-        if missing:
-            raise RuntimeError(f"backend needs {', '.join(missing)} running first")
-        pg, redis, auth = (state.services[n] for n in self.depends_on)
+        pg, redis, auth = self.dependencies(paths)
         pg_password = stack_secret(paths, "postgres")
         ensure_database(pg.url, pg_password, DATABASE)
         env = {
@@ -54,11 +48,3 @@ class BackendService(ServiceSpec):
         }
         return Launch(argv=[sys.executable, "-m", "app.backend", "--host", "127.0.0.1", "--port", str(port)],
                       env=env)
-
-    def url(self, port: int) -> str:
-        return f"http://127.0.0.1:{port}"
-
-    def probe(self, url: str, password: str, timeout: float) -> str:
-        r = httpx.get(f"{url}/health/ready", timeout=timeout)
-        r.raise_for_status()
-        return f"backend {r.json()['version']}"

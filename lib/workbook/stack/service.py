@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
 
-from workbook.stack.state import Paths
+import httpx
+
+from workbook.stack.state import Paths, ServiceState, StackState
 
 
 def find_binary(name: str, override_env: str, package: str, bundled: str) -> Path:
@@ -69,3 +71,24 @@ class ServiceSpec(ABC):
     @abstractmethod
     def probe(self, url: str, password: str, timeout: float) -> str:
         """Make one real request; return the server's version, raise if it does not answer."""
+
+
+class PlatformService(ServiceSpec):
+    """A service of the platform under test (`python -m app.<name>`): an HTTP server with
+    `/health/ready`, started after its dependencies, each with its own database."""
+
+    def dependencies(self, paths: Paths) -> list[ServiceState]:
+        """The running dependencies' states, in `depends_on` order; their database created."""
+        state = StackState.read(paths)
+        missing = [d for d in self.depends_on if d not in state.services]
+        if missing:
+            raise RuntimeError(f"{self.name} needs {', '.join(missing)} running first")
+        return [state.services[n] for n in self.depends_on]
+
+    def url(self, port: int) -> str:
+        return f"http://127.0.0.1:{port}"
+
+    def probe(self, url: str, password: str, timeout: float) -> str:
+        r = httpx.get(f"{url}/health/ready", timeout=timeout)
+        r.raise_for_status()
+        return f"{self.name} {r.json()['version']}"
