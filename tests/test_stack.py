@@ -126,3 +126,26 @@ def test_state_file_names_no_password(stack: Stack) -> None:
     secrets = json.loads(stack.paths.secrets.read_text()).values()
     state_text = stack.paths.state.read_text()
     assert not any(s in state_text for s in secrets)
+
+
+def test_a_killed_process_of_another_parent_counts_as_gone(tmp_path: Path) -> None:
+    """run_all starts the stack, a kernel kills a service: the victim is a zombie of run_all
+    until reaped, and waiting for it must not time out (it did, for 15 s, before)."""
+    import os
+    import signal
+    import time
+
+    from workbook.stack.manager import _wait_gone
+
+    parent = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
+                               "p = subprocess.Popen(['sleep', '60']); print(p.pid, flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        child = psutil.Process(int(parent.stdout.readline()))
+        os.kill(child.pid, signal.SIGKILL)
+        t0 = time.monotonic()
+        _wait_gone(child, 5)
+        assert time.monotonic() - t0 < 2
+    finally:
+        parent.kill()
+        parent.wait()

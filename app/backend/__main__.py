@@ -44,7 +44,10 @@ def main(argv: list[str] | None = None) -> None:
 
     from app.backend.app import create_app
 
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, access_log=False, log_level="info")
+    # uvicorn enforces the frame size (close 1009) and the ping/pong keepalive (close 1011).
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, access_log=False, log_level="info",
+                ws_max_size=settings.ws_max_message_bytes, ws_ping_interval=settings.ws_ping_interval_s,
+                ws_ping_timeout=settings.ws_ping_timeout_s)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.backend.context import Context
-from app.backend.routers import admin, health, internal, threads, users
+from app.backend.routers import admin, health, internal, runs, threads, users
+from app.backend.ws import router as ws
 from app.common import errors, middleware
 from app.common.errors import ApiError
 from app.common.settings import BackendSettings
@@ -22,6 +23,7 @@ def create_app(settings: BackendSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         c = Context.build(settings)
         app.state.ctx = c
+        c.hub.start()
         try:
             await c.auth.refresh_jwks()
         except ApiError as e:
@@ -36,7 +38,7 @@ def create_app(settings: BackendSettings) -> FastAPI:
                   docs_url="/docs" if settings.is_local else None, redoc_url=None,
                   openapi_url="/openapi.json" if settings.is_local else None)
     errors.install(app, http_dependency="auth")
-    for r in (health.router, users.router, threads.router, admin.router, internal.router):
+    for r in (health.router, users.router, threads.router, runs.router, admin.router, internal.router, ws.router):
         app.include_router(r)
     middleware.install(app, settings.cors_origins, settings.max_body_bytes)
     return app

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.backend.models import threads
+from app.backend.models import messages, threads
 
 MAX_PAGE = 100
 
@@ -49,3 +49,23 @@ async def delete(conn: AsyncConnection, owner: str, thread_id: uuid.UUID) -> boo
     result = await conn.execute(threads.delete().where(threads.c.id == thread_id,
                                                        threads.c.owner_id == uuid.UUID(owner)))
     return result.rowcount == 1
+
+
+def public_message(row: Any) -> dict[str, Any]:
+    return {"id": str(row.id), "thread_id": str(row.thread_id), "role": row.role, "content": row.content,
+            "created_at": row.created_at.isoformat()}
+
+
+async def add_message(conn: AsyncConnection, owner: str, thread_id: uuid.UUID, role: str, content: str) -> dict[str, Any]:
+    row = (await conn.execute(messages.insert().values(id=uuid.uuid4(), thread_id=thread_id, owner_id=uuid.UUID(owner),
+                                                       role=role, content=content).returning(*messages.c))).one()
+    return public_message(row)
+
+
+async def list_messages(conn: AsyncConnection, thread_id: uuid.UUID, limit: int,
+                        offset: int) -> tuple[list[dict[str, Any]], int]:
+    where = messages.c.thread_id == thread_id
+    rows = (await conn.execute(select(messages).where(where).order_by(messages.c.created_at, messages.c.id)
+                               .limit(limit).offset(offset))).all()
+    total = (await conn.execute(select(func.count()).select_from(messages).where(where))).scalar_one()
+    return [public_message(r) for r in rows], total

@@ -140,3 +140,20 @@ class BackendSettings(_ServiceSettings):
 
     cors_origins: list[str] = []
     max_body_bytes: int = Field(256 * 1024, gt=0)
+
+    # This process among the backend instances (events say where they were produced).
+    instance_id: str = "backend-1"
+    # WebSocket gateway. Limits are announced to every client in `connection_established`.
+    ws_max_connections_per_user: int = Field(20, gt=0)
+    ws_max_message_bytes: int = Field(64 * 1024, gt=0)  # larger frames: close 1009
+    ws_rate_per_s: float = Field(20.0, gt=0)  # client messages per second per connection
+    ws_rate_burst: int = Field(40, gt=0)
+    ws_ping_interval_s: float = Field(20.0, gt=0)  # server pings; no pong within the timeout: closed
+    ws_ping_timeout_s: float = Field(20.0, gt=0)
+    ws_auth_recheck_s: float = Field(5.0, gt=0)  # how often an open socket's token is checked for revocation
+    ws_replay_len: int = Field(1000, gt=0)  # events kept per thread for `resume`
+    # Redis pub/sub carries events between instances; its breaker decides when to deliver locally only.
+    redis_breaker_failure_threshold: int = Field(3, gt=0)
+    redis_breaker_reset_s: float = Field(10.0, gt=0)
+    # The built-in run pipeline's pause between steps (the agents replace the pipeline).
+    run_step_delay_ms: int = Field(50, ge=0)

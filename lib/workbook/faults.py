@@ -56,8 +56,8 @@ async def restart(env: Env, service: str) -> float:
 @asynccontextmanager
 async def service_down(env: Env, service: str) -> AsyncIterator[None]:
     """`async with service_down(wb, "auth"):` the service is dead inside the block, back after it."""
-    await kill(env, service)
     try:
+        await kill(env, service)
         yield
     finally:
         await restart(env, service)

@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
 
 from app.backend import threads
 from app.backend.context import Context
@@ -22,3 +23,15 @@ async def user_threads(user_id: uuid.UUID, limit: int = Query(20, ge=1, le=threa
     async with c.db.connect() as conn:
         items, total = await threads.listing(conn, str(user_id), limit, 0)
     return {"user_id": str(user_id), "threads": items, "total": total}
+
+
+class Notice(BaseModel):
+    message: str = Field(min_length=1, max_length=2000)
+
+
+@router.post("/broadcast", status_code=202)
+async def broadcast(body: Notice, who: Principal = Depends(require_permission("users:role")),
+                    c: Context = Depends(ctx)) -> dict[str, Any]:
+    """A `system_notice` to every open socket on every instance (admins and owners)."""
+    event = await c.bus.broadcast("system_notice", {"message": body.message, "by": who.sub})
+    return {"timestamp": event["timestamp"]}

@@ -8,9 +8,11 @@ from collections.abc import Awaitable
 from typing import Any
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
+from app.backend import metrics
 from app.backend.context import Context
 from app.backend.deps import ctx
 
@@ -50,8 +52,18 @@ async def ready(c: Context = Depends(ctx)) -> JSONResponse:
             "jwks_keys": len(c.auth.cached_kids), "jwks_age_s": None if age is None else round(age, 1),
             "jwks_ttl_s": c.settings.jwks_ttl_s, "jwks_min_refresh_s": c.settings.jwks_min_refresh_s}
     ok = pg["status"] == "ok" and redis["status"] == "ok" and bool(c.auth.cached_kids)
+    # Without Redis events still reach this instance's sockets, not the other instances'.
+    events = {"status": "ok" if c.hub.listening and c.breakers["redis"].state.value == "closed" else "degraded",
+              "subscribed": c.hub.listening, "breaker": c.breakers["redis"].state.value,
+              "connections": len(c.hub.conns), "instance_id": c.settings.instance_id}
     return JSONResponse({"status": "ready" if ok else "not_ready", "version": c.settings.version,
-                         "checks": {"postgres": pg, "redis": redis, "auth": auth}}, 200 if ok else 503)
+                         "checks": {"postgres": pg, "redis": redis, "auth": auth, "events": events}},
+                        200 if ok else 503)
+
+
+@router.get("/metrics")
+async def prometheus() -> Response:
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/api/metrics/circuit_breakers")

@@ -19,10 +19,14 @@ DATABASE = "backend"
 
 
 class BackendService(PlatformService):
-    name = "backend"
+    """Instance 1 is `backend`, instance n is `backend<n>`: the same app, the same database."""
+
     depends_on = ("postgres", "redis", "auth")
     start_timeout_s = 60.0
     database_env = "BACKEND_DATABASE_URL"
+
+    def __init__(self, instance: int = 1):
+        self.name = "backend" if instance == 1 else f"backend{instance}"
 
     def prepare(self, paths: Paths, port: int, password: str) -> Launch:
         pg, redis, auth = self.dependencies(paths)
@@ -44,6 +48,14 @@ class BackendService(PlatformService):
             "BACKEND_JWKS_MIN_REFRESH_S": "1",
             "BACKEND_BREAKER_FAILURE_THRESHOLD": "3",
             "BACKEND_BREAKER_RESET_S": "3",
+            "BACKEND_INSTANCE_ID": self.name,
+            # Short enough for the gateway checks to see pings, revocations and resyncs in seconds.
+            "BACKEND_WS_PING_INTERVAL_S": "1",
+            "BACKEND_WS_PING_TIMEOUT_S": "2",
+            "BACKEND_WS_AUTH_RECHECK_S": "1",
+            "BACKEND_WS_REPLAY_LEN": "50",
+            "BACKEND_REDIS_BREAKER_RESET_S": "3",
+            "BACKEND_RUN_STEP_DELAY_MS": "20",
             "BACKEND_CORS_ORIGINS": json.dumps(CORS_ORIGINS),
         }
         return Launch(argv=[sys.executable, "-m", "app.backend", "--host", "127.0.0.1", "--port", str(port)],

@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -57,6 +58,23 @@ def port_free(port: int) -> bool:
             return True
         except OSError:
             return False
+
+
+def _wait_gone(proc: psutil.Process, timeout: float) -> None:
+    """Until `proc` has exited. A process another one started (the stack's are started by
+    whichever process ran `up`) stays a zombie until that parent reaps it: that counts as gone."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return
+            proc.wait(0.05)
+            return
+        except psutil.NoSuchProcess:
+            return
+        except psutil.TimeoutExpired:
+            if time.monotonic() > deadline:
+                raise psutil.TimeoutExpired(timeout, proc.pid) from None
 
 
 def log_tail(path: Path, lines: int = 20) -> str:
@@ -148,7 +166,7 @@ class Stack:
             if proc is None:
                 raise StackError(f"{name} is not running")
             self._signal_group(proc, signal.SIGKILL)
-            proc.wait(STOP_WAIT_S)
+            _wait_gone(proc, STOP_WAIT_S)
 
     def restart(self, name: str) -> ServiceState:
         """Stop (if running) and start one service again on the same port."""
@@ -220,6 +238,8 @@ class Stack:
                 env={**os.environ, **launch.env}, user=launch.user, start_new_session=True,
                 cwd=self.paths.data(spec.name) if self.paths.data(spec.name).is_dir() else None,
             )
+        # Reaped as soon as it exits, so a long-running caller (run_all, pytest) keeps no zombies.
+        threading.Thread(target=proc.wait, name=f"reap-{spec.name}", daemon=True).start()
         deadline = time.monotonic() + spec.start_timeout_s
         last_error = ""
         while time.monotonic() < deadline:
@@ -246,10 +266,10 @@ class Stack:
             return False
         self._signal_group(proc, STOP_SIGNAL.get(svc.name, signal.SIGTERM), leader_only=True)
         try:
-            proc.wait(STOP_WAIT_S)
+            _wait_gone(proc, STOP_WAIT_S)
         except psutil.TimeoutExpired:
             self._signal_group(proc, signal.SIGKILL)
-            proc.wait(STOP_WAIT_S)
+            _wait_gone(proc, STOP_WAIT_S)
         # Children the leader left behind (PostgreSQL backends) share its process group.
         self._signal_group(proc, signal.SIGKILL)
         return True

@@ -10,6 +10,7 @@ from workbook.stack.postgres import Postgres
 from workbook.stack.redis import Redis
 from workbook.stack.service import ServiceSpec
 
+# Two backend instances: WebSocket events must cross between them through Redis.
 SERVICES: list[ServiceSpec] = [Postgres(), Redis(), ClickHouse(), OidcProvider(), AuthService(),
-                               BackendService()]
+                               BackendService(1), BackendService(2)]
 

@@ -1,0 +1,23 @@
+"""Prometheus metrics of this backend instance, served at `/metrics`."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+registry = CollectorRegistry()
+
+ws_connections = Gauge("backend_ws_connections", "Open WebSocket connections", registry=registry)
+ws_connections_opened = Counter("backend_ws_connections_opened", "WebSocket connections accepted",
+                                registry=registry)
+ws_refused = Counter("backend_ws_refused", "WebSocket handshakes refused", ["reason"], registry=registry)
+ws_received = Counter("backend_ws_messages_received", "Client messages received", ["type"], registry=registry)
+ws_sent = Counter("backend_ws_messages_sent", "Server messages sent", ["type"], registry=registry)
+ws_errors = Counter("backend_ws_errors", "Error messages sent to clients", ["code"], registry=registry)
+ws_message_bytes = Histogram("backend_ws_message_bytes", "Size of client messages", registry=registry,
+                             buckets=(64, 256, 1024, 4096, 16384, 65536, 262144))
+ws_delivery_seconds = Histogram("backend_ws_delivery_seconds", "From event creation to its send on a socket",
+                                registry=registry,
+                                buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+events_published = Counter("backend_events_published", "Thread events published", ["type", "route"],
+                           registry=registry)
+runs_finished = Counter("backend_runs_finished", "Agent runs that ended", ["status"], registry=registry)

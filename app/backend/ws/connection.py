@@ -1,0 +1,297 @@
+"""One client socket: its identity, subscriptions, rate limit, outgoing queue, and the
+handlers of the client message types.
+
+Client messages are JSON objects `{"type": ..., ...}`: `ping`, `heartbeat`,
+`subscribe_thread`, `unsubscribe_thread`, `start_agent`, `stop_agent`, `user_message`,
+`resume`. Anything else (bad JSON, a binary frame, an unknown type, missing fields, another
+user's thread) is answered with an `error` envelope carrying a machine-readable `code`, and
+the socket stays open.
+
+A socket receives a thread's events once it subscribed to the thread (`start_agent`,
+`subscribe_thread` and `resume` subscribe it). `resume` replays what the client missed and
+holds live events of that thread back until the replay is sent, so every event arrives
+exactly once and in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from app.backend import metrics, threads
+from app.backend.runs import MAX_STEP_DELAY_MS, MAX_STEPS, SCENARIOS
+from app.backend.tokens import Principal
+from app.backend.ws.envelope import CLOSE_SLOW_CONSUMER, envelope, error
+
+if TYPE_CHECKING:
+    from app.backend.context import Context
+
+OUTGOING_MAX = 2000
+
+
+def conn_key(conn_id: str) -> str:
+    return f"ws:conn:{conn_id}"
+
+
+def user_conns_key(user_id: str) -> str:
+    return f"ws:user_conns:{user_id}"
+
+
+class Invalid(Exception):
+    def __init__(self, code: str, detail: str):
+        super().__init__(detail)
+        self.code, self.detail = code, detail
+
+
+class Connection:
+    def __init__(self, ws: WebSocket, who: Principal, c: Context):
+        self.id = uuid.uuid4().hex
+        self.ws, self.who, self.c = ws, who, c
+        self.user_id = who.sub
+        self.threads: set[str] = set()
+        self.sent_upto: dict[str, int] = {}
+        self.holding: dict[str, list[dict[str, Any]]] = {}  # thread -> live events held during a replay
+        self.outgoing: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(OUTGOING_MAX)
+        s = c.settings
+        self.rate, self.burst = s.ws_rate_per_s, float(s.ws_rate_burst)
+        self.tokens, self.refilled = self.burst, time.monotonic()
+
+    # -- outgoing -------------------------------------------------------------------------------
+
+    def offer(self, event: dict[str, Any]) -> None:
+        """An event from the hub: sent if this socket follows its thread, once, in order."""
+        thread = event.get("thread_id")
+        if thread is not None and thread not in self.threads:
+            return
+        if thread is not None and thread in self.holding:
+            self.holding[thread].append(event)
+            return
+        self._queue_event(event)
+
+    def _queue_event(self, event: dict[str, Any]) -> None:
+        thread, eid = event.get("thread_id"), event.get("event_id")
+        if thread is not None and isinstance(eid, int) and eid > 0:
+            if eid <= self.sent_upto.get(thread, 0):
+                return
+            self.sent_upto[thread] = eid
+        self.send(event)
+
+    def send(self, message: dict[str, Any]) -> None:
+        try:
+            self.outgoing.put_nowait(message)
+        except asyncio.QueueFull:
+            # A client this far behind would make the instance hold unbounded memory for it.
+            self.outgoing = asyncio.Queue(1)
+            self.outgoing.put_nowait(None)
+
+    async def writer(self) -> None:
+        while True:
+            message = await self.outgoing.get()
+            if message is None:
+                await self.ws.close(CLOSE_SLOW_CONSUMER, "client too slow to read its events")
+                return
+            await self.ws.send_text(json.dumps(message))
+            metrics.ws_sent.labels(message["type"]).inc()
+            if message.get("event_id") is not None:
+                metrics.ws_delivery_seconds.observe(max(0.0, time.time() - _epoch(message["timestamp"])))
+
+    # -- server-side state ----------------------------------------------------------------------
+
+    async def register(self) -> None:
+        ttl = int(self.c.settings.ws_ping_interval_s + self.c.settings.ws_ping_timeout_s) * 3
+        async with self.c.redis.pipeline(transaction=True) as p:
+            p.hset(conn_key(self.id), mapping={"user_id": self.user_id, "instance_id": self.c.settings.instance_id,
+                                              "connected_at": time.time(), "threads": "[]"})
+            p.expire(conn_key(self.id), ttl)
+            p.sadd(user_conns_key(self.user_id), self.id)
+            p.expire(user_conns_key(self.user_id), ttl)
+            await p.execute()
+
+    async def save_threads(self) -> None:
+        await self.c.redis.hset(conn_key(self.id), "threads", json.dumps(sorted(self.threads)))
+
+    async def unregister(self) -> None:
+        async with self.c.redis.pipeline(transaction=True) as p:
+            p.delete(conn_key(self.id))
+            p.srem(user_conns_key(self.user_id), self.id)
+            await p.execute()
+
+    # -- incoming -------------------------------------------------------------------------------
+
+    def _admit(self) -> float:
+        """0 if a message may be handled now, else the seconds until one may."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.refilled) * self.rate)
+        self.refilled = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+    async def serve(self) -> None:
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", 1000))
+            wait = self._admit()
+            if wait:
+                self._error("rate_limited", "too many messages", retry_after=round(wait, 3))
+                continue
+            if message.get("bytes") is not None:
+                metrics.ws_message_bytes.observe(len(message["bytes"]))
+                self._error("binary_not_supported", "send JSON text frames")
+                continue
+            text = message.get("text") or ""
+            metrics.ws_message_bytes.observe(len(text.encode()))
+            try:
+                data = json.loads(text)
+            except ValueError:
+                self._error("invalid_json", "the message is not valid JSON")
+                continue
+            if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+                self._error("invalid_message", "a message is a JSON object with a string `type`")
+                continue
+            kind = data["type"]
+            handler = HANDLERS.get(kind)
+            metrics.ws_received.labels(kind if handler else "unknown").inc()
+            if handler is None:
+                self._error("unknown_type", f"unknown message type {kind[:64]!r}", type=kind[:64])
+                continue
+            try:
+                await handler(self, data)
+            except Invalid as e:
+                self._error(e.code, e.detail, type=kind)
+
+    def _error(self, code: str, detail: str, **extra: Any) -> None:
+        metrics.ws_errors.labels(code).inc()
+        self.send(error(code, detail, **extra))
+
+    async def _owned_thread(self, data: dict[str, Any]) -> str:
+        tid = _uuid(data, "thread_id")
+        async with self.c.db.connect() as conn:
+            if await threads.owned(conn, self.user_id, tid) is None:
+                raise Invalid("thread_not_found", "no such thread")  # another user's: the same answer
+        return str(tid)
+
+    async def follow(self, thread: str) -> None:
+        if thread not in self.threads:
+            self.threads.add(thread)
+            await self.save_threads()
+
+
+def _epoch(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def _uuid(data: dict[str, Any], field: str) -> uuid.UUID:
+    value = data.get(field)
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise Invalid("invalid_message", f"`{field}` must be a UUID") from None
+
+
+def _str(data: dict[str, Any], field: str, max_len: int, required: bool = False) -> str | None:
+    value = data.get(field)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value or len(value) > max_len:
+        raise Invalid("invalid_message", f"`{field}` must be a string of 1 to {max_len} characters")
+    return value
+
+
+# -- handlers -----------------------------------------------------------------------------------
+
+async def on_ping(conn: Connection, data: dict[str, Any]) -> None:
+    conn.send(envelope("pong", {"echo": data.get("payload")}))
+
+
+async def on_heartbeat(conn: Connection, data: dict[str, Any]) -> None:
+    conn.send(envelope("heartbeat_ack", {"client_time": data.get("client_time"), "server_time": time.time()}))
+
+
+async def on_subscribe(conn: Connection, data: dict[str, Any]) -> None:
+    thread = await conn._owned_thread(data)
+    await conn.follow(thread)
+    conn.send(envelope("subscribed", {"threads": sorted(conn.threads)}, thread_id=thread))
+
+
+async def on_unsubscribe(conn: Connection, data: dict[str, Any]) -> None:
+    thread = str(_uuid(data, "thread_id"))
+    if thread in conn.threads:
+        conn.threads.discard(thread)
+        await conn.save_threads()
+    conn.send(envelope("unsubscribed", {"threads": sorted(conn.threads)}, thread_id=thread))
+
+
+async def on_start_agent(conn: Connection, data: dict[str, Any]) -> None:
+    if "runs:create" not in conn.who.permissions:
+        raise Invalid("forbidden", "requires permission 'runs:create'")
+    thread = await conn._owned_thread(data)
+    scenario = data.get("scenario", "default")
+    if scenario not in SCENARIOS:
+        raise Invalid("invalid_message", f"`scenario` must be one of {', '.join(SCENARIOS)}")
+    steps, delay = data.get("steps", 3), data.get("step_delay_ms")
+    if not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
+        raise Invalid("invalid_message", f"`steps` must be an integer from 1 to {MAX_STEPS}")
+    if delay is not None and (not isinstance(delay, int) or not 0 <= delay <= MAX_STEP_DELAY_MS):
+        raise Invalid("invalid_message", f"`step_delay_ms` must be an integer from 0 to {MAX_STEP_DELAY_MS}")
+    run = await conn.c.runner.create(conn.user_id, uuid.UUID(thread), scenario, _str(data, "request_id", 128),
+                                     _str(data, "trace_id", 128))
+    await conn.follow(thread)
+    conn.send(envelope("run_accepted", {"run": run}, run_id=run["id"], thread_id=thread))
+    conn.c.runner.start(run, steps, delay)
+
+
+async def on_stop_agent(conn: Connection, data: dict[str, Any]) -> None:
+    run = await conn.c.runner.owned(conn.user_id, _uuid(data, "run_id"))
+    if run is None:
+        raise Invalid("run_not_found", "no such run")
+    if run["status"] in ("queued", "running"):
+        await conn.c.runner.request_stop(run["id"])
+    conn.send(envelope("stop_requested", {"status": run["status"]}, run_id=run["id"], thread_id=run["thread_id"]))
+
+
+async def on_user_message(conn: Connection, data: dict[str, Any]) -> None:
+    thread = await conn._owned_thread(data)
+    content = _str(data, "content", 32_000, required=True)
+    async with conn.c.db.begin() as db:
+        saved = await threads.add_message(db, conn.user_id, uuid.UUID(thread), "user", content or "")
+    conn.send(envelope("message_saved", {"message": saved}, thread_id=thread))
+    await conn.c.bus.emit(conn.user_id, thread, "message_created", {"message": saved})
+
+
+async def on_resume(conn: Connection, data: dict[str, Any]) -> None:
+    thread = await conn._owned_thread(data)
+    last = data.get("last_event_id")
+    if not isinstance(last, int) or last < 0:
+        raise Invalid("invalid_message", "`last_event_id` must be a non-negative integer")
+    conn.holding[thread] = []
+    try:
+        await conn.follow(thread)
+        events, oldest = await conn.c.bus.replay(thread, last)
+        if oldest is not None and last < oldest - 1:
+            conn.sent_upto[thread] = max(conn.sent_upto.get(thread, 0), last)
+            conn.send(envelope("resync_required", {"last_event_id": last, "oldest_event_id": oldest},
+                               thread_id=thread))
+            return
+        conn.sent_upto[thread] = last
+        for event in events:
+            conn._queue_event(event)
+        conn.send(envelope("resume_complete", {"replayed": len(events), "last_event_id": conn.sent_upto[thread]},
+                           thread_id=thread))
+    finally:
+        for event in conn.holding.pop(thread, []):
+            conn._queue_event(event)
+
+
+HANDLERS = {"ping": on_ping, "heartbeat": on_heartbeat, "subscribe_thread": on_subscribe,
+            "unsubscribe_thread": on_unsubscribe, "start_agent": on_start_agent, "stop_agent": on_stop_agent,
+            "user_message": on_user_message, "resume": on_resume}
