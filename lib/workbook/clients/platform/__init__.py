@@ -16,10 +16,10 @@ benchmarking range), so per-IP login limits of parallel checks never meet.
 """
 
 from workbook.clients.platform.auth import AsyncAuth, auth
-from workbook.clients.platform.backend import AsyncBackend, backend
+from workbook.clients.platform.backend import AsyncBackend, backend, metric
 from workbook.clients.platform.oidc import OidcFlow, oidc_flow, state_key
 from workbook.clients.platform.common import (PlatformError, Tokens, User, forge, new_password, random_ip, redact,
                                               unique_email)
 
-__all__ = ["AsyncAuth", "AsyncBackend", "OidcFlow", "PlatformError", "Tokens", "User", "auth", "backend", "forge", "new_password",
+__all__ = ["AsyncAuth", "AsyncBackend", "OidcFlow", "PlatformError", "Tokens", "User", "auth", "backend", "forge", "metric", "new_password",
            "oidc_flow", "random_ip", "redact", "state_key", "unique_email"]

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from workbook.clients.platform.common import ApiClient, Check, User, expect
+from workbook.clients.platform.ws import Socket, open_socket, refused_handshake
 from workbook.env import Env
 
 
@@ -58,6 +59,54 @@ class AsyncBackend(ApiClient):
     async def internal_user_threads_raw(self, service_token: str, user_id: str) -> httpx.Response:
         return await self.get(f"/internal/users/{user_id}/threads", token=service_token)
 
+    # -- messages and runs ----------------------------------------------------------------------
+
+    async def add_message_raw(self, access: str, thread_id: str, content: str) -> httpx.Response:
+        return await self.post(f"/api/threads/{thread_id}/messages", token=access, json={"content": content})
+
+    async def messages(self, access: str, thread_id: str, **params: Any) -> dict[str, Any]:
+        resp = await self.get(f"/api/threads/{thread_id}/messages", token=access, params=params)
+        return expect(resp, 200, "list messages").json()
+
+    async def start_run_raw(self, access: str, thread_id: str, **body: Any) -> httpx.Response:
+        return await self.post(f"/api/threads/{thread_id}/runs", token=access, json=body)
+
+    async def start_run(self, access: str, thread_id: str, **body: Any) -> dict[str, Any]:
+        """Start a run (scenario, steps, step_delay_ms, request_id, trace_id); 202 with the queued run."""
+        return expect(await self.start_run_raw(access, thread_id, **body), 202, "start run").json()
+
+    async def run_raw(self, access: str, run_id: str) -> httpx.Response:
+        return await self.get(f"/api/runs/{run_id}", token=access)
+
+    async def run(self, access: str, run_id: str) -> dict[str, Any]:
+        return expect(await self.run_raw(access, run_id), 200, "run status").json()
+
+    async def run_steps(self, access: str, run_id: str) -> list[dict[str, Any]]:
+        return expect(await self.get(f"/api/runs/{run_id}/steps", token=access), 200, "run steps").json()["steps"]
+
+    async def stop_run_raw(self, access: str, run_id: str) -> httpx.Response:
+        return await self.post(f"/api/runs/{run_id}/stop", token=access)
+
+    async def broadcast_raw(self, admin_access: str, message: str) -> httpx.Response:
+        return await self.post("/api/admin/broadcast", token=admin_access, json={"message": message})
+
+    # -- WebSocket gateway ----------------------------------------------------------------------
+
+    async def socket(self, ck: Check | None, user: User | str, via: str = "header", **kwargs: Any) -> Socket:
+        """An open socket for `user` (or a raw token) on this instance, closed with the check."""
+        token = user if isinstance(user, str) else user.access
+        sock = await open_socket(self.url, self.env.timeouts.request_s, token, via, **kwargs)
+        if ck is not None:
+            ck.defer(sock.close)
+        return sock
+
+    async def socket_refused(self, token: str | None, via: str = "header",
+                             headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+        return await refused_handshake(self.url, self.env.timeouts.request_s, token, via, headers)
+
+    async def metrics(self) -> str:
+        return expect(await self.get("/metrics"), 200, "GET /metrics").text
+
     # -- operations -----------------------------------------------------------------------------
 
     async def ready_raw(self) -> httpx.Response:
@@ -70,3 +119,14 @@ class AsyncBackend(ApiClient):
 def backend(env: Env, service: str = "backend") -> AsyncBackend:
     """The backend API client for `env` (close it with `await client.aclose()` or `async with`)."""
     return AsyncBackend(env, service)
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in a Prometheus text exposition (0 when absent: counters start there)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
