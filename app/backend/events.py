@@ -10,8 +10,12 @@ marked `degraded`), which is what `delivery` in `/health/ready` reports.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.exceptions
@@ -21,6 +25,9 @@ from app.backend import metrics
 from app.backend.breaker import BreakerOpen, CircuitBreaker
 from app.backend.ws.envelope import envelope
 from app.backend.ws.hub import BROADCAST, Hub, user_channel
+
+
+log = logging.getLogger("app.backend.events")
 
 
 def stream_key(thread_id: str) -> str:
@@ -36,31 +43,56 @@ class EventBus:
         self.redis, self.hub, self.breaker = redis, hub, breaker
         self.replay_len, self.instance_id = replay_len, instance_id
         self._local_seq = itertools.count(1)
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def emit(self, owner_id: str, thread_id: str, type_: str, payload: dict[str, Any],
-                   run_id: str | None = None) -> dict[str, Any]:
-        """Number, keep and deliver one event of a thread; returns the envelope as sent."""
+                   run_id: str | None = None,
+                   persist: Callable[[dict[str, Any]], Awaitable[None]] | None = None) -> dict[str, Any]:
+        """Number, keep and deliver one event of a thread; returns the envelope as sent.
+
+        `persist` runs with the numbered event before anyone can receive it, so a client that
+        sees an event and asks the API finds what the event announced already stored.
+        """
         payload = {**payload, "instance_id": self.instance_id}
+        # One event of a thread at a time here, so this instance publishes a thread's events in order.
+        async with self._locks[thread_id]:
+            return await self._emit(owner_id, thread_id, type_, payload, run_id, persist)
+
+    async def _emit(self, owner_id: str, thread_id: str, type_: str, payload: dict[str, Any], run_id: str | None,
+                    persist: Callable[[dict[str, Any]], Awaitable[None]] | None) -> dict[str, Any]:
         try:
-            return await self.breaker.call(lambda: self._publish(owner_id, thread_id, type_, payload, run_id))
+            event_id = int(await self.breaker.call(lambda: self.redis.incr(seq_key(thread_id))))
         except (BreakerOpen, redis.exceptions.RedisError, OSError):
+            event_id = 0
+        if not event_id:
             event = envelope(type_, {**payload, "degraded": True}, event_id=-next(self._local_seq),
                              run_id=run_id, thread_id=thread_id)
-            self.hub.deliver(owner_id, event)
-            metrics.events_published.labels(type_, "local").inc()
-            return event
-
-    async def _publish(self, owner_id: str, thread_id: str, type_: str, payload: dict[str, Any],
-                       run_id: str | None) -> dict[str, Any]:
-        event_id = int(await self.redis.incr(seq_key(thread_id)))
-        event = envelope(type_, payload, event_id=event_id, run_id=run_id, thread_id=thread_id)
-        data = json.dumps(event)
-        async with self.redis.pipeline(transaction=False) as p:
-            p.xadd(stream_key(thread_id), {"e": data}, id=f"{event_id}-1", maxlen=self.replay_len, approximate=False)
-            p.publish(user_channel(owner_id), data)
-            await p.execute()
-        metrics.events_published.labels(type_, "redis").inc()
+        else:
+            event = envelope(type_, payload, event_id=event_id, run_id=run_id, thread_id=thread_id)
+        if persist is not None:
+            await persist(event)
+        if event_id:
+            try:
+                await self.breaker.call(lambda: self._publish(owner_id, thread_id, event))
+                metrics.events_published.labels(type_, "redis").inc()
+                return event
+            except (BreakerOpen, redis.exceptions.RedisError, OSError):
+                event["payload"]["degraded"] = True
+        self.hub.deliver(owner_id, event)
+        metrics.events_published.labels(type_, "local").inc()
         return event
+
+    async def _publish(self, owner_id: str, thread_id: str, event: dict[str, Any]) -> None:
+        data = json.dumps(event)
+        try:
+            await self.redis.xadd(stream_key(thread_id), {"e": data}, id=f"{event['event_id']}-1",
+                                  maxlen=self.replay_len, approximate=False)
+        except redis.exceptions.ResponseError:
+            # Another instance appended a later event of this thread first (two producers on one
+            # thread at once): delivered live, but not replayable.
+            log.warning("event %s of thread %s not kept for replay: a later one was first",
+                        event["event_id"], thread_id)
+        await self.redis.publish(user_channel(owner_id), data)
 
     async def broadcast(self, type_: str, payload: dict[str, Any]) -> dict[str, Any]:
         """An event for every socket on every instance (not kept for replay)."""

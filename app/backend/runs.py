@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -99,24 +100,34 @@ class Runner:
         context = {"request_id": run["request_id"], "trace_id": run["trace_id"], "user_id": owner,
                    "thread_id": thread_id, "run_id": run_id}
         seq = 0
+        finished = False
 
         async def step(kind: str, name: str, payload: dict[str, Any], status: str = "ok",
-                       duration_ms: float | None = None) -> None:
-            nonlocal seq
+                       duration_ms: float | None = None, final: dict[str, Any] | None = None) -> None:
+            """Persist the step (and, for the last one, the run's outcome) before its event goes out."""
+            nonlocal seq, finished
             seq += 1
-            event = await self.bus.emit(owner, thread_id, kind, {**payload, "step": seq, "context": context},
-                                        run_id=run_id)
-            async with self.db.begin() as conn:
-                await conn.execute(run_steps.insert().values(
-                    run_id=uuid.UUID(run_id), seq=seq, kind=kind, name=name, status=status,
-                    event_id=event["event_id"], duration_ms=duration_ms, detail=payload))
+
+            async def persist(event: dict[str, Any]) -> None:
+                async with self.db.begin() as conn:
+                    await conn.execute(run_steps.insert().values(
+                        run_id=uuid.UUID(run_id), seq=seq, kind=kind, name=name, status=status,
+                        event_id=event["event_id"], duration_ms=duration_ms, detail=payload))
+                    if final is not None:
+                        await conn.execute(update(runs).where(runs.c.id == uuid.UUID(run_id))
+                                           .values(**final, finished_at=datetime.now(timezone.utc)))
+
+            await self.bus.emit(owner, thread_id, kind, {**payload, "step": seq, "context": context},
+                                run_id=run_id, persist=persist)
+            if final is not None:
+                finished = True
+                metrics.runs_finished.labels(final["status"]).inc()
 
         async def pause() -> None:
             await asyncio.sleep(delay_s)
             if await self.redis.exists(stop_key(run_id)):
                 raise StopRequested
 
-        status, error, result = "completed", None, None
         try:
             await self._set(run_id, status="running", started_at=datetime.now(timezone.utc))
             await step("agent_started", "supervisor", {"agent": "supervisor", "scenario": run["scenario"]})
@@ -137,8 +148,8 @@ class Runner:
                 await step("tool_completed", "workload_query", {**tool, "status": "error", "duration_ms": took,
                                                                 "error": reason}, status="error", duration_ms=took)
                 await step("agent_error", "supervisor", {"agent": "supervisor", "code": "tool_failed",
-                                                         "reason": reason}, status="error")
-                status, error = "failed", reason
+                                                         "reason": reason}, status="error",
+                           final={"status": "failed", "error": reason})
                 return
             await step("tool_completed", "workload_query", {**tool, "status": "ok", "duration_ms": took,
                                                             "result_summary": "3 models, 1204 requests"},
@@ -146,21 +157,29 @@ class Runner:
             await pause()
             await step("agent_completed", "supervisor", {"agent": "supervisor"})
             result = {"summary": "Switching 2 of 3 models saves 31% of spend.", "savings_pct": 31}
-            await step("final_report", "reporting", {"agent": "reporting", "report": result})
+            await step("final_report", "reporting", {"agent": "reporting", "report": result},
+                       final={"status": "completed", "result": result})
         except StopRequested:
-            status, error = "cancelled", "stopped on request"
-            await step("agent_stopped", "supervisor", {"agent": "supervisor", "reason": error}, status="cancelled")
+            reason = "stopped on request"
+            await step("agent_stopped", "supervisor", {"agent": "supervisor", "reason": reason}, status="cancelled",
+                       final={"status": "cancelled", "error": reason})
         except asyncio.CancelledError:
-            status, error = "failed", "the backend instance running it shut down"
+            await self._finish(run_id, finished, "the backend instance running it shut down")
             raise
         except Exception as e:  # the run fails; the process and its other runs carry on
             logging.getLogger("app.backend.runs").exception("run %s failed", run_id)
-            status, error = "failed", f"{type(e).__name__}: {e}"
+            await self._finish(run_id, finished, f"{type(e).__name__}: {e}")
         finally:
-            await self._set(run_id, status=status, error=error, result=result,
-                            finished_at=datetime.now(timezone.utc))
-            await self.redis.delete(stop_key(run_id))
-            metrics.runs_finished.labels(status).inc()
+            try:
+                await self.redis.delete(stop_key(run_id))
+            except (RedisError, OSError):
+                pass  # the stop key expires on its own
+
+    async def _finish(self, run_id: str, finished: bool, error: str) -> None:
+        """A run that ended without its last step: failed, saying why."""
+        if not finished:
+            await self._set(run_id, status="failed", error=error, finished_at=datetime.now(timezone.utc))
+            metrics.runs_finished.labels("failed").inc()
 
     async def _set(self, run_id: str, **values: Any) -> None:
         async with self.db.begin() as conn:

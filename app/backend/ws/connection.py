@@ -54,7 +54,7 @@ class Connection:
         self.ws, self.who, self.c = ws, who, c
         self.user_id = who.sub
         self.threads: set[str] = set()
-        self.sent_upto: dict[str, int] = {}
+        self.sent: dict[str, set[int]] = {}  # thread -> event ids sent on this socket (no duplicates)
         self.holding: dict[str, list[dict[str, Any]]] = {}  # thread -> live events held during a replay
         self.outgoing: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(OUTGOING_MAX)
         s = c.settings
@@ -76,9 +76,13 @@ class Connection:
     def _queue_event(self, event: dict[str, Any]) -> None:
         thread, eid = event.get("thread_id"), event.get("event_id")
         if thread is not None and isinstance(eid, int) and eid > 0:
-            if eid <= self.sent_upto.get(thread, 0):
+            sent = self.sent.setdefault(thread, set())
+            if eid in sent:
                 return
-            self.sent_upto[thread] = eid
+            sent.add(eid)
+            if len(sent) > 4 * OUTGOING_MAX:  # bounded: forget the oldest half
+                for old in sorted(sent)[: len(sent) // 2]:
+                    sent.discard(old)
         self.send(event)
 
     def send(self, message: dict[str, Any]) -> None:
@@ -102,18 +106,42 @@ class Connection:
 
     # -- server-side state ----------------------------------------------------------------------
 
-    async def register(self) -> None:
-        ttl = int(self.c.settings.ws_ping_interval_s + self.c.settings.ws_ping_timeout_s) * 3
+    @property
+    def ttl_s(self) -> int:
+        """How long the Redis record outlives an instance that died without closing the socket."""
+        return int(self.c.settings.ws_ping_interval_s + self.c.settings.ws_ping_timeout_s) * 3
+
+    async def register(self, limit: int) -> bool:
+        """Record the connection; False (and nothing recorded) if the user is at `limit` already.
+        Add-then-count in one transaction, so simultaneous handshakes on two instances cannot
+        both slip under the limit."""
+        async with self.c.redis.pipeline(transaction=True) as p:
+            p.sadd(user_conns_key(self.user_id), self.id)
+            p.scard(user_conns_key(self.user_id))
+            _, count = await p.execute()
+        if count > limit:
+            await self.c.redis.srem(user_conns_key(self.user_id), self.id)
+            return False
         async with self.c.redis.pipeline(transaction=True) as p:
             p.hset(conn_key(self.id), mapping={"user_id": self.user_id, "instance_id": self.c.settings.instance_id,
                                               "connected_at": time.time(), "threads": "[]"})
-            p.expire(conn_key(self.id), ttl)
-            p.sadd(user_conns_key(self.user_id), self.id)
-            p.expire(user_conns_key(self.user_id), ttl)
+            p.expire(conn_key(self.id), self.ttl_s)
+            p.expire(user_conns_key(self.user_id), self.ttl_s)
+            await p.execute()
+        return True
+
+    async def keep_alive(self) -> None:
+        """Refresh the record's TTL while the socket is open."""
+        async with self.c.redis.pipeline(transaction=True) as p:
+            p.expire(conn_key(self.id), self.ttl_s)
+            p.expire(user_conns_key(self.user_id), self.ttl_s)
             await p.execute()
 
     async def save_threads(self) -> None:
-        await self.c.redis.hset(conn_key(self.id), "threads", json.dumps(sorted(self.threads)))
+        async with self.c.redis.pipeline(transaction=True) as p:
+            p.hset(conn_key(self.id), "threads", json.dumps(sorted(self.threads)))
+            p.expire(conn_key(self.id), self.ttl_s)
+            await p.execute()
 
     async def unregister(self) -> None:
         async with self.c.redis.pipeline(transaction=True) as p:
@@ -278,14 +306,15 @@ async def on_resume(conn: Connection, data: dict[str, Any]) -> None:
         await conn.follow(thread)
         events, oldest = await conn.c.bus.replay(thread, last)
         if oldest is not None and last < oldest - 1:
-            conn.sent_upto[thread] = max(conn.sent_upto.get(thread, 0), last)
             conn.send(envelope("resync_required", {"last_event_id": last, "oldest_event_id": oldest},
                                thread_id=thread))
             return
-        conn.sent_upto[thread] = last
+        # The client says what it has: everything after `last` is sent again, once.
+        conn.sent[thread] = {e for e in conn.sent.get(thread, set()) if e <= last}
         for event in events:
             conn._queue_event(event)
-        conn.send(envelope("resume_complete", {"replayed": len(events), "last_event_id": conn.sent_upto[thread]},
+        newest = max([last, *(e["event_id"] for e in events)])
+        conn.send(envelope("resume_complete", {"replayed": len(events), "last_event_id": newest},
                            thread_id=thread))
     finally:
         for event in conn.holding.pop(thread, []):

@@ -25,6 +25,7 @@ from app.backend.ws.connection import Connection
 from app.backend.ws.envelope import CLOSE_AUTH_ENDED, envelope
 from app.common import auth_keys
 from app.common.errors import ApiError
+from app.common.jwt_rules import LEEWAY_S
 
 router = APIRouter()
 
@@ -53,13 +54,16 @@ async def _refuse(ws: WebSocket, status: int, error: str, detail: str) -> None:
 
 
 async def _watch_token(conn: Connection, who: Principal) -> None:
-    """Close the socket when its token expires or is revoked (checked every ws_auth_recheck_s)."""
+    """Close the socket when its token expires (with the handshake's leeway) or is revoked,
+    checked every ws_auth_recheck_s; each tick also keeps the connection's Redis record alive."""
     c = conn.c
+    expires = who.exp + LEEWAY_S
     while True:
-        left = who.exp - time.time()
+        left = expires - time.time()
         await asyncio.sleep(max(0.0, min(left, c.settings.ws_auth_recheck_s)))
+        await conn.keep_alive()
         reason = None
-        if time.time() >= who.exp:
+        if time.time() >= expires:
             reason = "token expired"
         elif await c.redis.exists(auth_keys.denied(who.jti)):
             reason = "token revoked"
@@ -82,13 +86,15 @@ async def gateway(ws: WebSocket) -> None:
         who = await c.verifier.verify(token, "access")
     except ApiError as e:
         return await _refuse(ws, e.status, e.error, e.detail)
-    if len(c.hub.by_user.get(who.sub, ())) >= c.settings.ws_max_connections_per_user or \
-            await c.redis.scard(f"ws:user_conns:{who.sub}") >= c.settings.ws_max_connections_per_user:
+    conn = Connection(ws, who, c)
+    if not await conn.register(c.settings.ws_max_connections_per_user):
         return await _refuse(ws, 429, "too_many_connections",
                              f"at most {c.settings.ws_max_connections_per_user} connections per user")
-    conn = Connection(ws, who, c)
-    await ws.accept(subprotocol=subprotocol)
-    await conn.register()
+    try:
+        await ws.accept(subprotocol=subprotocol)
+    except Exception:
+        await conn.unregister()
+        raise
     c.hub.add(conn)
     metrics.ws_connections.inc()
     metrics.ws_connections_opened.inc()

@@ -13,8 +13,8 @@ from workbook.env import Env
 
 
 class AsyncBackend(ApiClient):
-    def __init__(self, env: Env, service: str = "backend"):
-        super().__init__(env, service)
+    def __init__(self, env: Env, service: str = "backend", url: str | None = None):
+        super().__init__(env, service, url)
 
     async def me_raw(self, access: str, **kwargs: Any) -> httpx.Response:
         return await self.get("/api/users/me", token=access, **kwargs)
@@ -116,9 +116,10 @@ class AsyncBackend(ApiClient):
         return expect(await self.get("/api/metrics/circuit_breakers"), 200, "circuit breakers").json()["breakers"]
 
 
-def backend(env: Env, service: str = "backend") -> AsyncBackend:
-    """The backend API client for `env` (close it with `await client.aclose()` or `async with`)."""
-    return AsyncBackend(env, service)
+def backend(env: Env, service: str = "backend", url: str | None = None) -> AsyncBackend:
+    """The backend API client for `env` (close it with `await client.aclose()` or `async with`);
+    `service` picks the instance (`backend`, `backend2`), `url` another process of it."""
+    return AsyncBackend(env, service, url)
 
 
 def metric(text: str, name: str, **labels: str) -> float:
