@@ -24,6 +24,7 @@ import json
 import math
 import os
 import random
+import re
 import resource
 import signal
 import statistics
@@ -151,6 +152,18 @@ class Bench:
         return out
 
 
+def log_summary(stack: Stack) -> list[str]:
+    """What the backend instances logged as errors (exception class names, most frequent first)."""
+    out = []
+    for name in INSTANCES:
+        text = stack.logs(name, lines=200_000)
+        kinds = Counter(m.group(1) for m in re.finditer(r"^([A-Za-z_.]*(?:Error|Exception)):", text, re.M))
+        asgi = text.count("Exception in ASGI application")
+        top = ", ".join(f"{k} x{v}" for k, v in kinds.most_common(3)) or "none"
+        out.append(f"  {name}: {asgi} 'Exception in ASGI application'; exceptions: {top}")
+    return out
+
+
 def pct(xs: list[float], q: float) -> float:
     s = sorted(xs)
     return s[max(0, math.ceil(q * len(s)) - 1)]
@@ -230,11 +243,11 @@ async def run(stack: Stack, sizes: list[int], rounds: int) -> None:
                 s.reader.cancel()
             close_s = time.perf_counter() - t_close
             # Let the instances unregister every socket before the next size reuses the users.
-            deadline = time.monotonic() + 30
-            while any((await b.connections()).values()) and time.monotonic() < deadline:
+            deadline = time.monotonic() + 10
+            while any((left := await b.connections()).values()) and time.monotonic() < deadline:
                 await asyncio.sleep(0.2)
-            print(f"  N={n}: opened in {open_s:.1f} s, closed in {close_s:.1f} s, "
-                  f"instances empty {time.perf_counter() - t_close:.1f} s after the close began", flush=True)
+            print(f"  N={n}: opened in {open_s:.1f} s, closed in {close_s:.1f} s; connections the instances "
+                  f"still count {time.perf_counter() - t_close:.1f} s after the close began: {left}", flush=True)
 
             every = lat[INSTANCES[0]] + lat[INSTANCES[1]]
             rows.append((n, len(socks), open_s, close_s, sent, delivered, every, lat, post_ms, closed_early,
@@ -285,6 +298,7 @@ def main() -> None:
             print(f"stack up ({', '.join(s.name for s in everything)}) in {time.perf_counter() - t0:.1f} s, "
                   f"{os.cpu_count()} cores")
             asyncio.run(run(stack, sizes, args.rounds))
+            print("backend logs:", *log_summary(stack), sep="\n")
         except KeyboardInterrupt:
             print("\ninterrupted; stopping the stack")
         finally:

@@ -14,20 +14,21 @@ from app.backend.deps import ctx, require_permission
 from app.backend.runs import MAX_STEP_DELAY_MS, MAX_STEPS
 from app.backend.tokens import Principal
 from app.common.errors import ApiError
+from app.common.text import StorableStr
 
 router = APIRouter(prefix="/api", tags=["runs"])
 
 
 class MessageBody(BaseModel):
-    content: str = Field(min_length=1, max_length=32_000)
+    content: StorableStr = Field(min_length=1, max_length=32_000)
 
 
 class RunBody(BaseModel):
     scenario: Literal["default", "tool_error", "long"] = "default"
     steps: int = Field(3, ge=1, le=MAX_STEPS)
     step_delay_ms: int | None = Field(None, ge=0, le=MAX_STEP_DELAY_MS)
-    request_id: str | None = Field(None, min_length=1, max_length=128)
-    trace_id: str | None = Field(None, min_length=1, max_length=128)
+    request_id: StorableStr | None = Field(None, min_length=1, max_length=128)
+    trace_id: StorableStr | None = Field(None, min_length=1, max_length=128)
 
 
 async def _thread(c: Context, who: Principal, thread_id: uuid.UUID) -> None:

@@ -15,12 +15,13 @@ from app.backend.context import Context
 from app.backend.deps import bearer, ctx, require_permission
 from app.backend.tokens import Principal, refused
 from app.common.errors import ApiError
+from app.common.text import StorableStr
 
 router = APIRouter(prefix="/api/threads", tags=["threads"])
 
 
 class ThreadBody(BaseModel):
-    title: str = Field(min_length=1, max_length=200)
+    title: StorableStr = Field(min_length=1, max_length=200)
 
 
 def _missing() -> ApiError:

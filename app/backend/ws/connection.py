@@ -27,6 +27,7 @@ from app.backend import metrics, threads
 from app.backend.runs import MAX_STEP_DELAY_MS, MAX_STEPS, SCENARIOS
 from app.backend.tokens import Principal
 from app.backend.ws.envelope import CLOSE_SLOW_CONSUMER, envelope, error
+from app.common.text import unstorable
 
 if TYPE_CHECKING:
     from app.backend.context import Context
@@ -178,7 +179,7 @@ class Connection:
             metrics.ws_message_bytes.observe(len(text.encode()))
             try:
                 data = json.loads(text)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
                 self._error("invalid_json", "the message is not valid JSON")
                 continue
             if not isinstance(data, dict) or not isinstance(data.get("type"), str):
@@ -232,6 +233,8 @@ def _str(data: dict[str, Any], field: str, max_len: int, required: bool = False)
         return None
     if not isinstance(value, str) or not value or len(value) > max_len:
         raise Invalid("invalid_message", f"`{field}` must be a string of 1 to {max_len} characters")
+    if reason := unstorable(value):
+        raise Invalid("invalid_message", f"`{field}` {reason}")
     return value
 
 
