@@ -3,9 +3,11 @@
 Each event gets the next number of its thread (`INCR ws:thread_seq:<thread>`), is appended
 to the thread's bounded stream (`ws:thread_events:<thread>`, the last `ws_replay_len` kept,
 stream id `<n>-1`) and published on the owner's channel, which every instance's hub
-listens to. All of that goes through the `redis` circuit breaker: while Redis is away the
-event still reaches the owner's sockets on *this* instance (numbered by a local counter,
-marked `degraded`), which is what `delivery` in `/health/ready` reports.
+listens to, all under a short per-thread Redis lock so two instances producing events of
+one thread number, keep and publish them in the same order. All of that goes through the
+`redis` circuit breaker: while Redis is away the event still reaches the owner's sockets on
+*this* instance (numbered by a local counter, marked `degraded`), which is what `events` in
+`/health/ready` reports.
 """
 
 from __future__ import annotations
@@ -28,6 +30,14 @@ from app.backend.ws.hub import BROADCAST, Hub, user_channel
 
 
 log = logging.getLogger("app.backend.events")
+
+
+LOCK_TTL_S = 5.0
+LOCK_WAIT_S = 2.0
+
+
+def lock_key(thread_id: str) -> str:
+    return f"ws:thread_lock:{thread_id}"
 
 
 def stream_key(thread_id: str) -> str:
@@ -54,9 +64,25 @@ class EventBus:
         sees an event and asks the API finds what the event announced already stored.
         """
         payload = {**payload, "instance_id": self.instance_id}
-        # One event of a thread at a time here, so this instance publishes a thread's events in order.
+        # One event of a thread at a time: here (an asyncio lock) and across instances (a short
+        # Redis lock), so numbering, keeping and publishing happen in the same order everywhere.
         async with self._locks[thread_id]:
-            return await self._emit(owner_id, thread_id, type_, payload, run_id, persist)
+            lock = self.redis.lock(lock_key(thread_id), timeout=LOCK_TTL_S, blocking_timeout=LOCK_WAIT_S,
+                                   sleep=0.002)
+            try:
+                held = bool(await self.breaker.call(lock.acquire))
+            except (BreakerOpen, redis.exceptions.RedisError, OSError):
+                held = False
+            if not held:
+                log.warning("thread %s: publishing without the thread lock", thread_id)
+            try:
+                return await self._emit(owner_id, thread_id, type_, payload, run_id, persist)
+            finally:
+                if held:
+                    try:
+                        await lock.release()
+                    except (redis.exceptions.RedisError, OSError):
+                        pass  # it expires after LOCK_TTL_S
 
     async def _emit(self, owner_id: str, thread_id: str, type_: str, payload: dict[str, Any], run_id: str | None,
                     persist: Callable[[dict[str, Any]], Awaitable[None]] | None) -> dict[str, Any]:
