@@ -275,6 +275,14 @@ async def run(stack: Stack, sizes: list[int], rounds: int) -> None:
           f"{OPEN_CONCURRENCY} handshakes at a time; b1/b2: sockets on backend / backend2)")
 
 
+def interrupted(signum: int, frame: object) -> None:
+    """Ctrl-C and SIGTERM raise at once, wherever the bench is, and end it through the `finally`
+    that stops the stack. (asyncio.run's own SIGINT handler only cancels the main task, and on
+    Python 3.11 a cancellation racing a finishing asyncio.wait_for can be lost: a Ctrl-C would
+    then be ignored.)"""
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="1,100,1000", help="socket counts, comma-separated")
@@ -282,19 +290,26 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
     print(raise_nofile(max(sizes)))
-    # SIGTERM ends the bench like Ctrl-C does, through the `finally` that stops the stack.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="wb-ws-bench-") as tmp:
         root = Path(tmp)
         everything = services()
         stack = Stack(root=root, services=everything)
+        # While the stack starts, a Ctrl-C waits: interrupting Stack.up between starting a process
+        # and recording it would leave that process running with nobody to stop it.
+        pending: list[int] = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda signum, _: pending.append(signum))
         try:
             t0 = time.perf_counter()
             # backend first, then backend2: prepared in one wave, the two race to CREATE DATABASE
             # "backend" (ensure_database checks, then creates) and one fails to start.
             Stack(root=root, services=[s for s in everything if s.name != INSTANCES[1]]).up()
             stack.up()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, interrupted)
+            if pending:
+                raise KeyboardInterrupt
             print(f"stack up ({', '.join(s.name for s in everything)}) in {time.perf_counter() - t0:.1f} s, "
                   f"{os.cpu_count()} cores")
             asyncio.run(run(stack, sizes, args.rounds))
@@ -302,6 +317,8 @@ def main() -> None:
         except KeyboardInterrupt:
             print("\ninterrupted; stopping the stack")
         finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut the cleanup short
+                signal.signal(sig, signal.SIG_IGN)
             stack.down()
     print(f"total {time.perf_counter() - began:.1f} s")
 

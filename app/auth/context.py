@@ -15,6 +15,7 @@ from app.auth.ratelimit import LoginLimiter
 from app.auth.revocation import DenyList
 from app.auth.sessions import SessionStore
 from app.auth.tokens import TokenService
+from app.common.redis_client import make_redis
 from app.common.settings import AuthSettings
 
 
@@ -34,8 +35,7 @@ class Context:
     @classmethod
     def build(cls, settings: AuthSettings) -> Context:
         t = settings.dependency_timeout_s
-        redis = Redis.from_url(settings.redis_url, password=settings.secret("redis_password"),
-                               socket_timeout=t, socket_connect_timeout=t)
+        redis = make_redis(settings.redis_url, settings.secret("redis_password"), t)
         keys = KeyRing(settings.key_dir)
         return cls(
             settings=settings, db=make_engine(settings), redis=redis, keys=keys,

@@ -16,6 +16,7 @@ from app.backend.events import EventBus
 from app.backend.runs import Runner
 from app.backend.tokens import TokenVerifier
 from app.backend.ws.hub import Hub
+from app.common.redis_client import make_redis
 from app.common.settings import BackendSettings
 
 
@@ -35,8 +36,7 @@ class Context:
     @classmethod
     def build(cls, settings: BackendSettings) -> Context:
         t = settings.dependency_timeout_s
-        redis = Redis.from_url(settings.redis_url, password=settings.secret("redis_password"),
-                               socket_timeout=t, socket_connect_timeout=t)
+        redis = make_redis(settings.redis_url, settings.secret("redis_password"), t)
         http = httpx.AsyncClient()
         breaker = CircuitBreaker("auth", settings.breaker_failure_threshold, settings.breaker_reset_s,
                                  counted=(PeerFailure, httpx.TransportError, OSError, TimeoutError))

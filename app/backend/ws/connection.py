@@ -21,6 +21,8 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.backend import metrics, threads
@@ -195,6 +197,10 @@ class Connection:
                 await handler(self, data)
             except Invalid as e:
                 self._error(e.code, e.detail, type=kind)
+            except (RedisError, OSError) as e:  # the socket outlives a dependency's outage
+                self._error("dependency_unavailable", f"redis is unavailable ({type(e).__name__})", type=kind)
+            except SQLAlchemyError as e:
+                self._error("dependency_unavailable", f"postgres is unavailable ({type(e).__name__})", type=kind)
 
     def _error(self, code: str, detail: str, **extra: Any) -> None:
         metrics.ws_errors.labels(code).inc()

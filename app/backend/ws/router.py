@@ -61,14 +61,15 @@ async def _watch_token(conn: Connection, who: Principal) -> None:
     while True:
         left = expires - time.time()
         await asyncio.sleep(max(0.0, min(left, c.settings.ws_auth_recheck_s)))
-        await conn.keep_alive()
-        reason = None
-        if time.time() >= expires:
-            reason = "token expired"
-        elif await c.redis.exists(auth_keys.denied(who.jti)):
-            reason = "token revoked"
-        elif who.session_id and not await c.redis.exists(auth_keys.session(who.session_id)):
-            reason = "session ended"
+        reason = "token expired" if time.time() >= expires else None
+        try:
+            await conn.keep_alive()
+            if reason is None and await c.redis.exists(auth_keys.denied(who.jti)):
+                reason = "token revoked"
+            elif reason is None and who.session_id and not await c.redis.exists(auth_keys.session(who.session_id)):
+                reason = "session ended"
+        except (redis.exceptions.RedisError, OSError):
+            pass  # Redis is away: the socket stays open; revocation is checked again once it is back
         if reason:
             conn.send(envelope("auth_expired", {"reason": reason}))
             await asyncio.sleep(0.05)  # let the writer send it before the close
