@@ -158,9 +158,11 @@ def log_summary(stack: Stack) -> list[str]:
     for name in INSTANCES:
         text = stack.logs(name, lines=200_000)
         kinds = Counter(m.group(1) for m in re.finditer(r"^([A-Za-z_.]*(?:Error|Exception)):", text, re.M))
+        kinds.update(f"{m.group(1)} unavailable ({m.group(2)})"
+                     for m in re.finditer(r"^dependency (\w+) unavailable: (\w+)", text, re.M))
         asgi = text.count("Exception in ASGI application")
         top = ", ".join(f"{k} x{v}" for k, v in kinds.most_common(3)) or "none"
-        out.append(f"  {name}: {asgi} 'Exception in ASGI application'; exceptions: {top}")
+        out.append(f"  {name}: {asgi} 'Exception in ASGI application'; errors: {top}")
     return out
 
 

@@ -125,7 +125,11 @@ class Runner:
 
         async def pause() -> None:
             await asyncio.sleep(delay_s)
-            if await self.redis.exists(stop_key(run_id)):
+            try:
+                stop = await self.redis.exists(stop_key(run_id))
+            except (RedisError, OSError):
+                stop = False  # Redis is away: the run goes on (its events are delivered locally)
+            if stop:
                 raise StopRequested
 
         try:

@@ -24,7 +24,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from workbook.env import Env, load_env
+from workbook import gate
+from workbook.env import Env, load_env, project_root
 from workbook.errors import WorkbookError
 from workbook.results import CheckResult, NotebookLedger, utcnow
 
@@ -135,6 +136,8 @@ class check:
         self._cleanups.append((fn, args))
 
     def __enter__(self) -> check:
+        if self.ledger.env.stack == "embedded":
+            gate.enter_check(project_root())
         self._t0 = time.perf_counter()
         self._started = utcnow()
         return self
@@ -169,6 +172,7 @@ class check:
 
     def _finish(self, exc: BaseException | None, tb: TracebackType | None,
                 cleanup_error: BaseException | None) -> bool:
+        gate.exit_check()
         duration = time.perf_counter() - self._t0
         if exc is None and cleanup_error is not None:
             exc = WorkbookError(f"cleanup failed: {_message(cleanup_error, cleanup_error.__traceback__)}")

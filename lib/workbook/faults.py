@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import asyncpg
 import httpx
 
+from workbook import gate
 from workbook.checks import skip
 from workbook.env import Env, project_root
 from workbook.stack.manager import Stack, free_port
@@ -42,14 +43,21 @@ def _stack(env: Env, what: str) -> Stack:
 
 
 async def kill(env: Env, service: str) -> None:
-    """SIGKILL one service of the embedded stack (a crash, not a shutdown)."""
-    await asyncio.to_thread(_stack(env, f"killing {service}").kill, service)
+    """SIGKILL one service of the embedded stack (a crash, not a shutdown). From here until
+    `restart` no check of another notebook runs (workbook.gate); this waits for theirs to end."""
+    stack = _stack(env, f"killing {service}")
+    await asyncio.to_thread(gate.exclusive, stack.paths.root)
+    await asyncio.to_thread(stack.kill, service)
 
 
 async def restart(env: Env, service: str) -> float:
-    """Start a stopped (or running) service again on its port; returns seconds until it answered."""
+    """Start a stopped (or running) service again on its port; returns seconds until it answered.
+    Other notebooks' checks go on once it answers."""
     t0 = time.perf_counter()
-    await asyncio.to_thread(_stack(env, f"restarting {service}").restart, service)
+    try:
+        await asyncio.to_thread(_stack(env, f"restarting {service}").restart, service)
+    finally:
+        gate.shared_again()
     return time.perf_counter() - t0
 
 

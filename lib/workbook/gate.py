@@ -1,0 +1,56 @@
+"""One embedded stack, many notebooks: checks run together, a fault runs alone.
+
+Every check against the embedded stack holds a shared lock on `outputs/.stack/checks.lock`
+while it runs; `faults.kill` turns the running check's hold into an exclusive one until
+`faults.restart` (or the end of the check), so no check of another notebook (run_all runs
+notebooks in parallel) sees an outage it did not cause, and the fault waits for the checks
+in flight. flock locks belong to the open file, so the process's one file carries the hold.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+_fd: int | None = None
+_held_shared = False
+_held_exclusive = False
+
+
+def _file(root: Path) -> int:
+    global _fd
+    if _fd is None:
+        path = root / "outputs" / ".stack" / "checks.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    return _fd
+
+
+def enter_check(root: Path) -> None:
+    global _held_shared
+    fcntl.flock(_file(root), fcntl.LOCK_SH)
+    _held_shared = True
+
+
+def exit_check() -> None:
+    global _held_shared, _held_exclusive
+    if _fd is not None and (_held_shared or _held_exclusive):
+        fcntl.flock(_fd, fcntl.LOCK_UN)
+    _held_shared = _held_exclusive = False
+
+
+def exclusive(root: Path) -> None:
+    """Block until this process alone holds the stack (waits for other notebooks' checks)."""
+    global _held_exclusive
+    if not _held_exclusive:
+        fcntl.flock(_file(root), fcntl.LOCK_EX)
+        _held_exclusive = True
+
+
+def shared_again() -> None:
+    """Back to the running check's shared hold (or none) after `exclusive`."""
+    global _held_exclusive
+    if _fd is not None and _held_exclusive:
+        fcntl.flock(_fd, fcntl.LOCK_SH if _held_shared else fcntl.LOCK_UN)
+    _held_exclusive = False
