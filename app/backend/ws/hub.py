@@ -72,7 +72,11 @@ class Hub:
                     if msg is None:
                         continue
                     channel = msg["channel"].decode()
-                    event = json.loads(msg["data"])
+                    try:
+                        event = json.loads(msg["data"])
+                    except ValueError:
+                        log.warning("dropped a message on %s that is not JSON", channel)
+                        continue
                     self.deliver(None if channel == BROADCAST else channel.rsplit(":", 1)[1], event)
             except (redis.exceptions.RedisError, OSError) as e:
                 if self.listening:

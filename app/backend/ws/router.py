@@ -112,15 +112,18 @@ async def gateway(ws: WebSocket) -> None:
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for t in tasks:
-            t.cancel()
-        results = await asyncio.gather(*tasks, return_exceptions=True)
+        # Bookkeeping first: a task that swallows its cancellation must not keep the
+        # connection counted against the user's limit.
         c.hub.remove(conn)
         metrics.ws_connections.dec()
         try:
             await conn.unregister()
         except (redis.exceptions.RedisError, OSError):
             pass  # Redis is away: the connection's keys expire with their TTL
-        for r in results:
-            if isinstance(r, Exception) and not isinstance(r, (WebSocketDisconnect, RuntimeError)):
-                raise r
+        for t in tasks:
+            t.cancel()
+        done, _ = await asyncio.wait(tasks, timeout=5)
+        for t in done:
+            if not t.cancelled() and isinstance(e := t.exception(), Exception) and \
+                    not isinstance(e, (WebSocketDisconnect, RuntimeError)):
+                raise e

@@ -109,7 +109,10 @@ def ensure_database(url: str, password: str, name: str) -> None:
         conn = await asyncpg.connect(url, password=password, timeout=10)
         try:
             if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-                await conn.execute(f'CREATE DATABASE "{name}"')
+                try:
+                    await conn.execute(f'CREATE DATABASE "{name}"')
+                except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+                    pass  # another instance of the same service created it a moment ago
         finally:
             await conn.close()
 

@@ -38,6 +38,7 @@ class Redis(ServiceSpec):
         client = redis.Redis.from_url(url, password=password, socket_timeout=timeout,
                                       socket_connect_timeout=timeout)
         try:
+            client.ping()  # refused (LOADING) until the AOF is loaded; INFO answers before that
             return str(client.info("server")["redis_version"])
         finally:
             client.close()
