@@ -493,12 +493,9 @@ def test_concurrent_runs_on_one_thread_on_both_instances_lose_no_events(client: 
     assert run(main) == list(range(1, 2 * per_run + 1))
 
 
-# -- known gateway bugs (see the report): each says what should hold, and fails until fixed --------
+# -- regressions: bugs found in review, each test red before its fix ---------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="ws:user_conns has one TTL for the whole set, refreshed by every live "
-                   "connection's keep_alive: members left by a crashed instance never expire while the user "
-                   "has another socket open, so the user cannot reconnect (429)")
 def test_a_crashed_instances_connections_stop_counting(client: httpx.Client, stack: Stack,
                                                        urls: dict[str, str]) -> None:
     user = register_and_login(client)
@@ -522,9 +519,6 @@ def test_a_crashed_instances_connections_stop_counting(client: httpx.Client, sta
     run(main, timeout_s=60)
 
 
-@pytest.mark.xfail(strict=True, reason="hub._listen does json.loads outside its try: one message that is not JSON "
-                   "on ws:broadcast or ws:user:* ends the listener task for good on every instance; "
-                   "/health/ready still says subscribed")
 def test_a_malformed_event_on_the_channel_does_not_stop_delivery(client: httpx.Client, api: httpx.Client,
                                                                  stack: Stack, urls: dict[str, str]) -> None:
     user = register_and_login(client)

@@ -117,20 +117,29 @@ class Connection:
     async def register(self, limit: int) -> bool:
         """Record the connection; False (and nothing recorded) if the user is at `limit` already.
         Add-then-count in one transaction, so simultaneous handshakes on two instances cannot
-        both slip under the limit."""
-        async with self.c.redis.pipeline(transaction=True) as p:
-            p.sadd(user_conns_key(self.user_id), self.id)
-            p.scard(user_conns_key(self.user_id))
-            _, count = await p.execute()
-        if count > limit:
-            await self.c.redis.srem(user_conns_key(self.user_id), self.id)
-            return False
+        both slip under the limit. Members whose record expired (their instance died without
+        closing them) are dropped first, so a crash does not lock the user out."""
+        key = user_conns_key(self.user_id)
+        members = [m.decode() for m in await self.c.redis.smembers(key)]
+        if members:
+            async with self.c.redis.pipeline(transaction=False) as p:
+                for m in members:
+                    p.exists(conn_key(m))
+                alive = await p.execute()
+            if dead := [m for m, up in zip(members, alive) if not up]:
+                await self.c.redis.srem(key, *dead)
+        # The record and the set member appear together, so no member is ever without its record.
         async with self.c.redis.pipeline(transaction=True) as p:
             p.hset(conn_key(self.id), mapping={"user_id": self.user_id, "instance_id": self.c.settings.instance_id,
                                               "connected_at": time.time(), "threads": "[]"})
             p.expire(conn_key(self.id), self.ttl_s)
-            p.expire(user_conns_key(self.user_id), self.ttl_s)
-            await p.execute()
+            p.sadd(key, self.id)
+            p.expire(key, self.ttl_s)
+            p.scard(key)
+            *_, count = await p.execute()
+        if count > limit:
+            await self.unregister()
+            return False
         return True
 
     async def keep_alive(self) -> None:
