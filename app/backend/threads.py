@@ -69,3 +69,17 @@ async def list_messages(conn: AsyncConnection, thread_id: uuid.UUID, limit: int,
                                .limit(limit).offset(offset))).all()
     total = (await conn.execute(select(func.count()).select_from(messages).where(where))).scalar_one()
     return [public_message(r) for r in rows], total
+
+
+async def edit_message(conn: AsyncConnection, owner: str, thread_id: uuid.UUID, message_id: uuid.UUID,
+                       content: str) -> dict[str, Any] | None:
+    row = (await conn.execute(update(messages).where(
+        messages.c.id == message_id, messages.c.thread_id == thread_id, messages.c.owner_id == uuid.UUID(owner))
+        .values(content=content).returning(*messages.c))).first()
+    return public_message(row) if row else None
+
+
+async def delete_message(conn: AsyncConnection, owner: str, thread_id: uuid.UUID, message_id: uuid.UUID) -> bool:
+    result = await conn.execute(messages.delete().where(
+        messages.c.id == message_id, messages.c.thread_id == thread_id, messages.c.owner_id == uuid.UUID(owner)))
+    return result.rowcount == 1

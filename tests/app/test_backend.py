@@ -91,3 +91,19 @@ def test_breaker_opens_without_auth_and_cached_keys_keep_verifying(
             break
         time.sleep(0.3)
     assert breaker(api)["state"] == "closed"
+
+
+def test_messages_crud_and_pagination_scoped_to_the_owner(client: httpx.Client, api: httpx.Client) -> None:
+    alice, bob = register_and_login(client), register_and_login(client)
+    ha, hb = bearer(alice["access_token"]), bearer(bob["access_token"])
+    thread = api.post("/api/threads", json={"title": "t"}, headers=ha).json()
+    base = f"/api/threads/{thread['id']}/messages"
+    ids = [api.post(base, json={"content": f"m{i}"}, headers=ha).json()["id"] for i in range(5)]
+    page = api.get(base, params={"limit": 2, "offset": 1}, headers=ha).json()
+    assert page["total"] == 5 and [m["id"] for m in page["messages"]] == ids[1:3]
+    assert api.patch(f"{base}/{ids[0]}", json={"content": "edited"}, headers=ha).json()["content"] == "edited"
+    assert api.patch(f"{base}/{ids[0]}", json={"content": "x"}, headers=hb).status_code == 404
+    assert api.delete(f"{base}/{ids[0]}", headers=hb).status_code == 404
+    assert api.get(base, headers=hb).status_code == 404
+    assert api.delete(f"{base}/{ids[0]}", headers=ha).status_code == 204
+    assert api.get(base, headers=ha).json()["total"] == 4

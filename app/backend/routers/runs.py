@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 
 from app.backend import threads
@@ -56,6 +56,27 @@ async def list_messages(thread_id: uuid.UUID, limit: int = Query(50, ge=1, le=th
     async with c.db.connect() as conn:
         items, total = await threads.list_messages(conn, thread_id, limit, offset)
     return {"messages": items, "total": total, "limit": limit, "offset": offset}
+
+
+@router.patch("/threads/{thread_id}/messages/{message_id}")
+async def edit_message(thread_id: uuid.UUID, message_id: uuid.UUID, body: MessageBody,
+                       who: Principal = Depends(require_permission("threads:write")),
+                       c: Context = Depends(ctx)) -> dict[str, Any]:
+    async with c.db.begin() as conn:
+        saved = await threads.edit_message(conn, who.sub, thread_id, message_id, body.content)
+    if saved is None:
+        raise ApiError(404, "not_found", "no such message")
+    return saved
+
+
+@router.delete("/threads/{thread_id}/messages/{message_id}", status_code=204)
+async def delete_message(thread_id: uuid.UUID, message_id: uuid.UUID,
+                         who: Principal = Depends(require_permission("threads:write")),
+                         c: Context = Depends(ctx)) -> Response:
+    async with c.db.begin() as conn:
+        if not await threads.delete_message(conn, who.sub, thread_id, message_id):
+            raise ApiError(404, "not_found", "no such message")
+    return Response(status_code=204)
 
 
 @router.post("/threads/{thread_id}/runs", status_code=202)
