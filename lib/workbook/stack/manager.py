@@ -29,6 +29,7 @@ from workbook.stack.service import ServiceSpec
 from workbook.stack.state import Paths, ServiceState, StackState, lock, stack_secret
 
 STOP_WAIT_S = 15.0
+PORT_WAIT_S = 5.0
 # Signals that make each server shut down quickly and cleanly (PostgreSQL's SIGTERM waits
 # for clients to disconnect; SIGINT is its "fast" shutdown).
 STOP_SIGNAL = {"postgres": signal.SIGINT}
@@ -222,6 +223,11 @@ class Stack:
     def _start(self, spec: ServiceSpec, previous: ServiceState | None) -> ServiceState:
         self.paths.ensure()
         old_port = int(previous.url.rsplit(":", 1)[1].split("/")[0]) if previous else None
+        # A killed server's children (Redis' AOF rewrite, PostgreSQL's backends) may hold the
+        # port a moment longer; the port is worth waiting for, since clients know it.
+        deadline = time.monotonic() + PORT_WAIT_S
+        while old_port and not port_free(old_port) and time.monotonic() < deadline:
+            time.sleep(0.05)
         port = old_port if old_port and port_free(old_port) else free_port()
         password = stack_secret(self.paths, spec.name)
         log_path = self.paths.log(spec.name)
