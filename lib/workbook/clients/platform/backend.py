@@ -100,6 +100,13 @@ class AsyncBackend(ApiClient):
             ck.defer(sock.close)
         return sock
 
+    async def subscribed_socket(self, ck: Check | None, user: User | str, thread_id: str) -> Socket:
+        """An open socket that follows `thread_id` (its `subscribed` reply read), closed with the check."""
+        sock = await self.socket(ck, user)
+        await sock.send("subscribe_thread", thread_id=thread_id)
+        await sock.until("subscribed")
+        return sock
+
     async def socket_refused(self, token: str | None, via: str = "header",
                              headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
         return await refused_handshake(self.url, self.env.timeouts.request_s, token, via, headers)
