@@ -71,6 +71,19 @@ async def service_down(env: Env, service: str) -> AsyncIterator[None]:
         await restart(env, service)
 
 
+@asynccontextmanager
+async def alone(env: Env) -> AsyncIterator[None]:
+    """`async with alone(wb):` no check of another notebook runs inside the block, across any
+    kill/restart in it: for checks that read state every client shares (a breaker's half-open
+    trial call) after a restart, which other notebooks' traffic would otherwise consume."""
+    stack = _stack(env, "holding the stack alone")
+    await asyncio.to_thread(gate.exclusive, stack.paths.root)
+    try:
+        yield
+    finally:
+        gate.shared_again()
+
+
 def closed_port() -> int:
     """A loopback port nothing listens on (bound, read, closed): an unreachable dependency."""
     with socket.socket() as s:

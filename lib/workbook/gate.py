@@ -15,7 +15,7 @@ from pathlib import Path
 
 _fd: int | None = None
 _held_shared = False
-_held_exclusive = False
+_exclusive_depth = 0  # nested holds: `faults.alone` around a kill/restart keeps it past the restart
 
 
 def _file(root: Path) -> int:
@@ -34,23 +34,26 @@ def enter_check(root: Path) -> None:
 
 
 def exit_check() -> None:
-    global _held_shared, _held_exclusive
-    if _fd is not None and (_held_shared or _held_exclusive):
+    global _held_shared, _exclusive_depth
+    if _fd is not None and (_held_shared or _exclusive_depth):
         fcntl.flock(_fd, fcntl.LOCK_UN)
-    _held_shared = _held_exclusive = False
+    _held_shared = False
+    _exclusive_depth = 0
 
 
 def exclusive(root: Path) -> None:
     """Block until this process alone holds the stack (waits for other notebooks' checks)."""
-    global _held_exclusive
-    if not _held_exclusive:
+    global _exclusive_depth
+    if not _exclusive_depth:
         fcntl.flock(_file(root), fcntl.LOCK_EX)
-        _held_exclusive = True
+    _exclusive_depth += 1
 
 
 def shared_again() -> None:
-    """Back to the running check's shared hold (or none) after `exclusive`."""
-    global _held_exclusive
-    if _fd is not None and _held_exclusive:
+    """Undo one `exclusive`; the last one goes back to the running check's shared hold (or none)."""
+    global _exclusive_depth
+    if not _exclusive_depth:
+        return
+    _exclusive_depth -= 1
+    if _fd is not None and not _exclusive_depth:
         fcntl.flock(_fd, fcntl.LOCK_SH if _held_shared else fcntl.LOCK_UN)
-    _held_exclusive = False
