@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.backend.context import Context
-from app.backend.routers import admin, health, internal, runs, threads, users
+from app.backend.routers import admin, agents, health, internal, runs, threads, users
 from app.backend.ws import router as ws
 from app.common import errors, middleware
 from app.common.errors import ApiError
@@ -30,6 +30,14 @@ def create_app(settings: BackendSettings) -> FastAPI:
             # Not fatal: readiness says not_ready until the first verification fetches the keys.
             log.warning("no JWKS at startup: %s", e.detail)
         try:
+            await c.clickhouse.create_schema()
+        except Exception as e:  # runs still start; their ClickHouse writes fail and are logged
+            log.warning("ClickHouse schema not ensured at startup: %s", e)
+        interrupted = await c.runner.recover()
+        if interrupted:
+            log.warning("failed %d run(s) this instance owned before it restarted", interrupted)
+        c.runner.start_background()
+        try:
             yield
         finally:
             await c.close()
@@ -38,7 +46,8 @@ def create_app(settings: BackendSettings) -> FastAPI:
                   docs_url="/docs" if settings.is_local else None, redoc_url=None,
                   openapi_url="/openapi.json" if settings.is_local else None)
     errors.install(app, http_dependency="auth")
-    for r in (health.router, users.router, threads.router, runs.router, admin.router, internal.router, ws.router):
+    for r in (health.router, users.router, threads.router, runs.router, admin.router, internal.router, agents.router,
+              ws.router):
         app.include_router(r)
     middleware.install(app, settings.cors_origins, settings.max_body_bytes)
     return app

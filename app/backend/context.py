@@ -9,6 +9,9 @@ from redis.exceptions import RedisError
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.agents.catalog import Catalog
+from app.agents.llm import LlmClient, ProviderFailure
+from app.agents.scope import Services
 from app.backend.auth_client import AuthClient
 from app.backend.breaker import CircuitBreaker, PeerFailure
 from app.backend.db import make_engine
@@ -16,6 +19,7 @@ from app.backend.events import EventBus
 from app.backend.runs import Runner
 from app.backend.tokens import TokenVerifier
 from app.backend.ws.hub import Hub
+from app.common.clickhouse import ClickHouse
 from app.common.redis_client import make_redis
 from app.common.settings import BackendSettings
 
@@ -32,6 +36,9 @@ class Context:
     hub: Hub
     bus: EventBus
     runner: Runner
+    llm: LlmClient
+    catalog: Catalog
+    clickhouse: ClickHouse
 
     @classmethod
     def build(cls, settings: BackendSettings) -> Context:
@@ -44,13 +51,21 @@ class Context:
         events_breaker = CircuitBreaker("redis", settings.redis_breaker_failure_threshold,
                                         settings.redis_breaker_reset_s,
                                         counted=(RedisError, OSError, TimeoutError))
+        llm_breaker = CircuitBreaker("llm", settings.llm_breaker_failure_threshold, settings.llm_breaker_reset_s,
+                                     counted=(ProviderFailure,))
         db = make_engine(settings)
         hub = Hub(redis)
         bus = EventBus(redis, hub, events_breaker, settings.ws_replay_len, settings.instance_id)
+        llm = LlmClient(settings, http, llm_breaker)
+        catalog = Catalog(db, redis, settings.price_cache_ttl_s)
+        clickhouse = ClickHouse(settings.clickhouse_url, settings.clickhouse_user, settings.secret("clickhouse_password"),
+                                settings.clickhouse_database, t)
+        runner = Runner(settings, Services(db=db, redis=redis, bus=bus, llm=llm, catalog=catalog,
+                                           clickhouse=clickhouse))
         return cls(settings=settings, db=db, redis=redis, http=http,
-                   breakers={"auth": breaker, "redis": events_breaker}, auth=auth,
+                   breakers={"auth": breaker, "redis": events_breaker, "llm": llm_breaker}, auth=auth,
                    verifier=TokenVerifier(auth, redis, settings.issuer, settings.audience), hub=hub, bus=bus,
-                   runner=Runner(db, redis, bus, settings.instance_id, settings.run_step_delay_ms))
+                   runner=runner, llm=llm, catalog=catalog, clickhouse=clickhouse)
 
     async def close(self) -> None:
         await self.runner.stop_all()
@@ -58,3 +73,4 @@ class Context:
         await self.http.aclose()
         await self.redis.aclose()
         await self.db.dispose()
+        self.clickhouse.close()

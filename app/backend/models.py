@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Float, Integer, MetaData, String, Table, Text, func
+from sqlalchemy import (BigInteger, Column, Date, DateTime, Float, Integer, MetaData, Numeric, SmallInteger, String,
+                        Table, Text, func)
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 metadata = MetaData()
+MONEY = Numeric(20, 10)  # USD; prices are per million tokens, so single calls need the decimals
 
 # A thread belongs to one user; owner_id is auth's user id (another database: no FK).
 threads = Table(
@@ -39,6 +41,13 @@ runs = Table(
     Column("trace_id", Text),
     Column("error", Text),
     Column("result", JSONB),
+    Column("agent", String(32), nullable=False),
+    Column("input", Text),
+    Column("error_code", String(32)),
+    Column("pending_input", JSONB),
+    Column("prompt_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("completion_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cost_usd", MONEY, nullable=False, server_default="0"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("started_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
@@ -54,5 +63,62 @@ run_steps = Table(
     Column("event_id", BigInteger),
     Column("duration_ms", Float),
     Column("detail", JSONB, nullable=False),
+    Column("agent", String(32)),
+    Column("model", Text),
+    Column("prompt_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("completion_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cost_usd", MONEY, nullable=False, server_default="0"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+supply_models = Table(
+    "supply_models", metadata,
+    Column("model", Text, primary_key=True),
+    Column("provider", Text, nullable=False),
+    Column("input_usd_per_mtok", MONEY, nullable=False),
+    Column("output_usd_per_mtok", MONEY, nullable=False),
+    Column("tier", SmallInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_by", Text, nullable=False, server_default="seed"),
+)
+
+supply_price_history = Table(
+    "supply_price_history", metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("model", Text, nullable=False),
+    Column("old_input_usd_per_mtok", MONEY),
+    Column("old_output_usd_per_mtok", MONEY),
+    Column("input_usd_per_mtok", MONEY, nullable=False),
+    Column("output_usd_per_mtok", MONEY, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("changed_by", Text, nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+user_plans = Table(
+    "user_plans", metadata,
+    Column("user_id", UUID(as_uuid=True), primary_key=True),
+    Column("plan", String(16), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+usage_daily = Table(
+    "usage_daily", metadata,
+    Column("user_id", UUID(as_uuid=True), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("runs", Integer, nullable=False),
+)
+
+usage_records = Table(
+    "usage_records", metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("user_id", UUID(as_uuid=True), nullable=False),
+    Column("run_id", UUID(as_uuid=True), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("agent", String(32), nullable=False),
+    Column("model", Text, nullable=False),
+    Column("prompt_tokens", BigInteger, nullable=False),
+    Column("completion_tokens", BigInteger, nullable=False),
+    Column("cost_usd", MONEY, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

@@ -1,35 +1,82 @@
-"""Agent runs: rows in PostgreSQL, and the built-in pipeline that executes them.
+"""Agent runs: the request that starts one, its rows in PostgreSQL, and the runs this instance
+executes.
 
-Until the agents land, a run executes a short deterministic pipeline that emits the real
-event sequence through the real gateway: `agent_started`, `agent_thinking`,
-`tool_executing` / `tool_completed` (paired by `call_id`), `agent_completed`,
-`final_report`; scenario `tool_error` makes the tool fail (`agent_error`, run failed),
-`long` thinks for `steps` steps (reconnect tests), and a stop request ends the run
-`cancelled` with `agent_stopped`. Every step is persisted (with its event id) before the
-next one starts. A stop request is a Redis key, so any instance can stop any run.
+A run is counted against the user's daily quota in the transaction that creates it. While it
+executes, its instance renews a lease in Redis; a run whose lease lapsed belongs to an
+instance that died, and any instance's sweeper fails it explicitly (`agent_error`, code
+`interrupted`), so no run stays `running` forever. At startup an instance also fails the runs
+it owned before it restarted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
-from datetime import datetime, timezone
-from typing import Any
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal
 
-from redis.asyncio import Redis
+from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import func, select, update
 
-from app.backend import metrics
-from app.backend.events import EventBus
-from app.backend.models import run_steps, runs
+from app.agents import engine
+from app.agents.catalog import money
+from app.agents.context import ExecutionContext, Limits
+from app.agents.registry import AGENTS, ENTRY
+from app.agents.scope import RunScope, Services, input_key, stop_key
+from app.agents.usage import take_run
+from app.agents.workers.probe import MAX_STEP_DELAY_MS, MAX_STEPS
+from app.backend import metrics, threads
+from app.backend.models import messages, run_steps, runs
+from app.backend.tokens import Principal
+from app.common.settings import BackendSettings
+from app.common.text import StorableStr
 
-SCENARIOS = ("default", "tool_error", "long")
-MAX_STEPS = 200
-MAX_STEP_DELAY_MS = 2000
+log = logging.getLogger("app.backend.runs")
+ACTIVE = ("queued", "running", "awaiting_input")
+
+
+class RunRequest(BaseModel):
+    """What starts a run, over REST or the WebSocket alike."""
+
+    agent: str = Field("supervisor", min_length=1, max_length=64)
+    input: StorableStr | None = Field(None, min_length=1, max_length=8000)
+    # The probe's script.
+    scenario: Literal["default", "tool_error", "long"] = "default"
+    steps: int = Field(3, ge=1, le=MAX_STEPS)
+    step_delay_ms: int | None = Field(None, ge=0, le=MAX_STEP_DELAY_MS)
+    request_id: StorableStr | None = Field(None, min_length=1, max_length=128)
+    trace_id: StorableStr | None = Field(None, min_length=1, max_length=128)
+    # Tighter limits than the service's for this run (never looser).
+    step_timeout_s: float | None = Field(None, gt=0)
+    tool_timeout_s: float | None = Field(None, gt=0)
+    run_timeout_s: float | None = Field(None, gt=0)
+    context_max_tokens: int | None = Field(None, ge=10)
+
+    def limits(self, s: BackendSettings) -> Limits:
+        def tighter(asked: float | None, most: float) -> float:
+            return most if asked is None else min(asked, most)
+        return Limits(step_timeout_s=tighter(self.step_timeout_s, s.agent_step_timeout_s),
+                      tool_timeout_s=tighter(self.tool_timeout_s, s.agent_step_timeout_s),
+                      run_timeout_s=tighter(self.run_timeout_s, s.agent_run_timeout_s),
+                      input_timeout_s=s.agent_input_timeout_s,
+                      context_max_tokens=int(tighter(self.context_max_tokens, s.agent_context_max_tokens)))
+
+
+class NothingToDo(ValueError):
+    pass
+
+
+def unknown_agent(name: str) -> str | None:
+    """Why `name` cannot start a run, or None if it can."""
+    if name in ENTRY:
+        return None
+    what = "runs only when the supervisor hands off to it" if name in AGENTS else "is not an agent"
+    return f"'{name[:64]}' {what}; agents that start a run: {', '.join(ENTRY)}"
 
 
 def public(row: Any) -> dict[str, Any]:
@@ -37,154 +84,171 @@ def public(row: Any) -> dict[str, Any]:
         return v.isoformat() if v else None
 
     return {"id": str(row.id), "thread_id": str(row.thread_id), "owner_id": str(row.owner_id),
-            "status": row.status, "scenario": row.scenario, "instance_id": row.instance_id,
-            "request_id": row.request_id, "trace_id": row.trace_id, "error": row.error, "result": row.result,
-            "created_at": ts(row.created_at), "started_at": ts(row.started_at), "finished_at": ts(row.finished_at)}
+            "agent": row.agent, "status": row.status, "scenario": row.scenario, "instance_id": row.instance_id,
+            "request_id": row.request_id, "trace_id": row.trace_id, "input": row.input,
+            "error": row.error, "error_code": row.error_code, "pending_input": row.pending_input,
+            "result": row.result, "prompt_tokens": row.prompt_tokens, "completion_tokens": row.completion_tokens,
+            "cost_usd": money(row.cost_usd), "created_at": ts(row.created_at), "started_at": ts(row.started_at),
+            "finished_at": ts(row.finished_at)}
 
 
-class StopRequested(Exception):
-    pass
-
-
-def stop_key(run_id: str) -> str:
-    return f"run:stop:{run_id}"
+def lease_key(run_id: str) -> str:
+    return f"run:lease:{run_id}"
 
 
 class Runner:
-    """Starts runs as tasks of this process and keeps them until they end."""
+    """Starts runs as tasks of this process, keeps their leases, and fails runs whose instance died."""
 
-    def __init__(self, db: AsyncEngine, redis: Redis, bus: EventBus, instance_id: str, step_delay_ms: int):
-        self.db, self.redis, self.bus = db, redis, bus
-        self.instance_id, self.step_delay_ms = instance_id, step_delay_ms
+    def __init__(self, settings: BackendSettings, services: Services):
+        self.settings, self.services = settings, services
+        self.instance_id = settings.instance_id
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        self._background: list[asyncio.Task[None]] = []
+        self._redis_failed_at = time.monotonic()
 
-    async def create(self, owner: str, thread_id: uuid.UUID, scenario: str, request_id: str | None,
-                     trace_id: str | None) -> dict[str, Any]:
-        async with self.db.begin() as conn:
+    # -- starting -------------------------------------------------------------------------------
+
+    async def submit(self, who: Principal, thread_id: uuid.UUID, req: RunRequest,
+                     before_start: Callable[[dict[str, Any]], Awaitable[None]] | None = None) -> dict[str, Any]:
+        """Create the run (QuotaExceeded, NothingToDo) and start executing it here; `before_start`
+        lets a socket subscribe and acknowledge before the first event can exist."""
+        spec, db = AGENTS[req.agent], self.services.db
+        async with db.begin() as conn:
+            message_id, task = None, req.input
+            if not spec.own_steps:
+                if req.input is not None:
+                    saved = await threads.add_message(conn, who.sub, thread_id, "user", req.input)
+                    message_id = saved["id"]
+                else:
+                    last = (await conn.execute(select(messages.c.id, messages.c.content).where(
+                        messages.c.thread_id == thread_id, messages.c.role == "user")
+                        .order_by(messages.c.created_at.desc(), messages.c.id.desc()).limit(1))).first()
+                    if last is None:
+                        raise NothingToDo(f"agent '{req.agent}' needs `input` or a user message in the thread")
+                    message_id, task = str(last.id), last.content
+            await take_run(conn, self.settings, who.sub)
             row = (await conn.execute(runs.insert().values(
-                id=uuid.uuid4(), thread_id=thread_id, owner_id=uuid.UUID(owner), status="queued", scenario=scenario,
-                instance_id=self.instance_id, request_id=request_id, trace_id=trace_id).returning(*runs.c))).one()
-        return public(row)
+                id=uuid.uuid4(), thread_id=thread_id, owner_id=uuid.UUID(who.sub), status="queued",
+                scenario=req.scenario, agent=req.agent, input=task, instance_id=self.instance_id,
+                request_id=req.request_id, trace_id=req.trace_id).returning(*runs.c))).one()
+        run = public(row)
+        await self._renew([run["id"]])
+        ctx = ExecutionContext(user_id=who.sub, thread_id=str(thread_id), run_id=run["id"], role=who.role,
+                               request_id=req.request_id, trace_id=req.trace_id)
+        scope = RunScope(self.services, ctx, req.limits(self.settings))
+        delay = self.settings.run_step_delay_ms if req.step_delay_ms is None else req.step_delay_ms
+        data = ({"scenario": req.scenario, "steps": req.steps, "step_delay_ms": delay} if spec.own_steps
+                else {"task": task, "message_id": message_id})
+        if before_start is not None:
+            await before_start(run)
+        task_ = asyncio.create_task(engine.execute(scope, req.agent, data))
+        self.tasks[run["id"]] = task_
+        task_.add_done_callback(lambda _: self.tasks.pop(run["id"], None))
+        return run
 
-    def start(self, run: dict[str, Any], steps: int, step_delay_ms: int | None) -> None:
-        delay = self.step_delay_ms if step_delay_ms is None else step_delay_ms
-        task = asyncio.create_task(self._execute(run, steps, delay / 1000))
-        self.tasks[run["id"]] = task
-        task.add_done_callback(lambda _: self.tasks.pop(run["id"], None))
-
-    async def request_stop(self, run_id: str) -> None:
-        await self.redis.set(stop_key(run_id), 1, ex=3600)
+    # -- reading and steering -------------------------------------------------------------------
 
     async def owned(self, owner: str, run_id: uuid.UUID) -> dict[str, Any] | None:
-        async with self.db.connect() as conn:
+        async with self.services.db.connect() as conn:
             row = (await conn.execute(select(runs).where(runs.c.id == run_id,
                                                          runs.c.owner_id == uuid.UUID(owner)))).first()
         return public(row) if row else None
 
     async def steps(self, run_id: uuid.UUID) -> list[dict[str, Any]]:
-        async with self.db.connect() as conn:
+        async with self.services.db.connect() as conn:
             rows = (await conn.execute(select(run_steps).where(run_steps.c.run_id == run_id)
                                        .order_by(run_steps.c.seq))).all()
-        return [{"seq": r.seq, "kind": r.kind, "name": r.name, "status": r.status, "event_id": r.event_id,
-                 "duration_ms": r.duration_ms, "detail": r.detail} for r in rows]
+        return [{"seq": r.seq, "kind": r.kind, "name": r.name, "agent": r.agent, "status": r.status,
+                 "event_id": r.event_id, "duration_ms": r.duration_ms, "model": r.model,
+                 "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
+                 "cost_usd": money(r.cost_usd), "detail": r.detail,
+                 "created_at": r.created_at.isoformat()} for r in rows]
 
-    async def stop_all(self) -> None:
-        for task in list(self.tasks.values()):
-            task.cancel()
-        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+    async def request_stop(self, run_id: str) -> None:
+        await self.services.redis.set(stop_key(run_id), 1, ex=3600)
 
-    # -- the pipeline ---------------------------------------------------------------------------
+    async def provide_input(self, run: dict[str, Any], answers: dict[str, str]) -> bool:
+        """Hand the answers to whichever instance runs it; False if it was answered already."""
+        ttl = int(self.settings.agent_input_timeout_s) + 60
+        return bool(await self.services.redis.set(input_key(run["id"]), json.dumps(answers), nx=True, ex=ttl))
 
-    async def _execute(self, run: dict[str, Any], steps: int, delay_s: float) -> None:
-        run_id, thread_id, owner = run["id"], run["thread_id"], run["owner_id"]
-        context = {"request_id": run["request_id"], "trace_id": run["trace_id"], "user_id": owner,
-                   "thread_id": thread_id, "run_id": run_id}
-        seq = 0
-        finished = False
+    # -- leases, recovery -----------------------------------------------------------------------
 
-        async def step(kind: str, name: str, payload: dict[str, Any], status: str = "ok",
-                       duration_ms: float | None = None, final: dict[str, Any] | None = None) -> None:
-            """Persist the step (and, for the last one, the run's outcome) before its event goes out."""
-            nonlocal seq, finished
-            seq += 1
+    def start_background(self) -> None:
+        self._background = [asyncio.create_task(self._keep_leases()), asyncio.create_task(self._sweep())]
+
+    async def recover(self) -> int:
+        """Runs this instance owned before it (re)started cannot be going on: fail them now."""
+        async with self.services.db.connect() as conn:
+            ids = [str(r.id) for r in await conn.execute(select(runs.c.id).where(
+                runs.c.status.in_(ACTIVE), runs.c.instance_id == self.instance_id))]
+        for run_id in ids:
+            await self._interrupt(run_id, f"the backend instance running it ({self.instance_id}) restarted")
+        return len(ids)
+
+    async def _renew(self, run_ids: list[str]) -> None:
+        ttl = max(1, round(self.settings.run_lease_s))
+        async with self.services.redis.pipeline(transaction=False) as pipe:
+            for run_id in run_ids:
+                pipe.set(lease_key(run_id), self.instance_id, ex=ttl)
+            await pipe.execute()
+
+    async def _keep_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.run_lease_s / 3)
+            try:
+                if self.tasks:
+                    await self._renew(list(self.tasks))
+            except (RedisError, OSError):
+                self._redis_failed_at = time.monotonic()
+
+    async def _sweep(self) -> None:
+        lease = self.settings.run_lease_s
+        while True:
+            await asyncio.sleep(lease / 2)
+            # Leases could not be renewed while Redis was away: judge none until it has been back a full lease.
+            if time.monotonic() - self._redis_failed_at < lease:
+                continue
+            try:
+                async with self.services.db.connect() as conn:
+                    ids = [str(r.id) for r in await conn.execute(select(runs.c.id).where(
+                        runs.c.status.in_(ACTIVE),
+                        runs.c.created_at < datetime.now(timezone.utc) - timedelta(seconds=lease)))]
+                for run_id in ids:
+                    if run_id not in self.tasks and not await self.services.redis.exists(lease_key(run_id)):
+                        await self._interrupt(run_id, "the backend instance running it stopped (its lease lapsed)")
+            except (RedisError, OSError):
+                self._redis_failed_at = time.monotonic()
+            except Exception:
+                log.exception("sweeping abandoned runs failed")
+
+    async def _interrupt(self, run_id: str, reason: str) -> None:
+        """Fail an abandoned run with a last `agent_error` step, unless another instance got there first."""
+        db, rid = self.services.db, uuid.UUID(run_id)
+        async with db.begin() as conn:
+            row = (await conn.execute(select(runs).where(runs.c.id == rid, runs.c.status.in_(ACTIVE))
+                                      .with_for_update(skip_locked=True))).first()
+            if row is None:
+                return
+            seq = (await conn.execute(select(func.coalesce(func.max(run_steps.c.seq), 0))
+                                      .where(run_steps.c.run_id == rid))).scalar_one() + 1
+            await conn.execute(update(runs).where(runs.c.id == rid).values(
+                status="failed", error=reason, error_code="interrupted", finished_at=datetime.now(timezone.utc)))
+            payload = {"agent": "supervisor", "code": "interrupted", "reason": reason, "step": seq,
+                       "context": {"user_id": str(row.owner_id), "thread_id": str(row.thread_id), "run_id": run_id,
+                                   "request_id": row.request_id, "trace_id": row.trace_id}}
 
             async def persist(event: dict[str, Any]) -> None:
-                async with self.db.begin() as conn:
-                    await conn.execute(run_steps.insert().values(
-                        run_id=uuid.UUID(run_id), seq=seq, kind=kind, name=name, status=status,
-                        event_id=event["event_id"], duration_ms=duration_ms, detail=payload))
-                    if final is not None:
-                        await conn.execute(update(runs).where(runs.c.id == uuid.UUID(run_id))
-                                           .values(**final, finished_at=datetime.now(timezone.utc)))
+                await conn.execute(run_steps.insert().values(
+                    run_id=rid, seq=seq, kind="agent_error", name="supervisor", agent="supervisor", status="error",
+                    event_id=event["event_id"], detail={k: payload[k] for k in ("code", "reason")}))
 
-            await self.bus.emit(owner, thread_id, kind, {**payload, "step": seq, "context": context},
-                                run_id=run_id, persist=persist)
-            if final is not None:
-                finished = True
-                metrics.runs_finished.labels(final["status"]).inc()
+            await self.services.bus.emit(str(row.owner_id), str(row.thread_id), "agent_error", payload,
+                                         run_id=run_id, persist=persist)
+        metrics.runs_finished.labels("failed").inc()
+        log.warning("run %s failed: %s", run_id, reason)
 
-        async def pause() -> None:
-            await asyncio.sleep(delay_s)
-            try:
-                stop = await self.redis.exists(stop_key(run_id))
-            except (RedisError, OSError):
-                stop = False  # Redis is away: the run goes on (its events are delivered locally)
-            if stop:
-                raise StopRequested
-
-        try:
-            await self._set(run_id, status="running", started_at=datetime.now(timezone.utc))
-            await step("agent_started", "supervisor", {"agent": "supervisor", "scenario": run["scenario"]})
-            thoughts = steps if run["scenario"] == "long" else 1
-            for i in range(thoughts):
-                await pause()
-                await step("agent_thinking", "triage", {"agent": "triage", "text": f"thinking {i + 1}/{thoughts}"})
-            await pause()
-            call_id = f"call_{uuid.uuid4().hex[:12]}"
-            tool = {"tool": "workload_query", "call_id": call_id,
-                    "args_summary": "events of the last 7 days grouped by model"}
-            await step("tool_executing", "workload_query", tool, status="running")
-            t0 = time.perf_counter()
-            await pause()
-            took = round((time.perf_counter() - t0) * 1000, 2)
-            if run["scenario"] == "tool_error":
-                reason = "workload_query failed: upstream timed out"
-                await step("tool_completed", "workload_query", {**tool, "status": "error", "duration_ms": took,
-                                                                "error": reason}, status="error", duration_ms=took)
-                await step("agent_error", "supervisor", {"agent": "supervisor", "code": "tool_failed",
-                                                         "reason": reason}, status="error",
-                           final={"status": "failed", "error": reason})
-                return
-            await step("tool_completed", "workload_query", {**tool, "status": "ok", "duration_ms": took,
-                                                            "result_summary": "3 models, 1204 requests"},
-                       duration_ms=took)
-            await pause()
-            await step("agent_completed", "supervisor", {"agent": "supervisor"})
-            result = {"summary": "Switching 2 of 3 models saves 31% of spend.", "savings_pct": 31}
-            await step("final_report", "reporting", {"agent": "reporting", "report": result},
-                       final={"status": "completed", "result": result})
-        except StopRequested:
-            reason = "stopped on request"
-            await step("agent_stopped", "supervisor", {"agent": "supervisor", "reason": reason}, status="cancelled",
-                       final={"status": "cancelled", "error": reason})
-        except asyncio.CancelledError:
-            await self._finish(run_id, finished, "the backend instance running it shut down")
-            raise
-        except Exception as e:  # the run fails; the process and its other runs carry on
-            logging.getLogger("app.backend.runs").exception("run %s failed", run_id)
-            await self._finish(run_id, finished, f"{type(e).__name__}: {e}")
-        finally:
-            try:
-                await self.redis.delete(stop_key(run_id))
-            except (RedisError, OSError):
-                pass  # the stop key expires on its own
-
-    async def _finish(self, run_id: str, finished: bool, error: str) -> None:
-        """A run that ended without its last step: failed, saying why."""
-        if not finished:
-            await self._set(run_id, status="failed", error=error, finished_at=datetime.now(timezone.utc))
-            metrics.runs_finished.labels("failed").inc()
-
-    async def _set(self, run_id: str, **values: Any) -> None:
-        async with self.db.begin() as conn:
-            await conn.execute(update(runs).where(runs.c.id == uuid.UUID(run_id)).values(**values))
+    async def stop_all(self) -> None:
+        for task in [*self._background, *self.tasks.values()]:
+            task.cancel()
+        await asyncio.gather(*self._background, *self.tasks.values(), return_exceptions=True)

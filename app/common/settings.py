@@ -115,7 +115,8 @@ class AuthSettings(_ServiceSettings):
 
 class BackendSettings(_ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="BACKEND_", extra="ignore", frozen=True)
-    secret_fields = ("database_password", "redis_password", "service_client_secret")
+    secret_fields = ("database_password", "redis_password", "service_client_secret", "llm_api_key",
+                     "clickhouse_password")
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/backend"
     database_password: SecretStr | None = None
@@ -155,5 +156,44 @@ class BackendSettings(_ServiceSettings):
     # Redis pub/sub carries events between instances; its breaker decides when to deliver locally only.
     redis_breaker_failure_threshold: int = Field(3, gt=0)
     redis_breaker_reset_s: float = Field(10.0, gt=0)
-    # The built-in run pipeline's pause between steps (the agents replace the pipeline).
+    # The `probe` agent's pause between steps (a scripted run for gateway checks).
     run_step_delay_ms: int = Field(50, ge=0)
+
+    # ClickHouse: workload events the data agent reads, usage events, the content corpus.
+    clickhouse_url: str = "http://127.0.0.1:8123"
+    clickhouse_user: str = "default"
+    clickhouse_password: SecretStr | None = None
+    clickhouse_database: str = "default"
+
+    # The OpenAI-compatible provider every agent calls.
+    llm_base_url: str = "http://127.0.0.1:8090/v1"
+    llm_api_key: SecretStr | None = None
+    llm_model: str = "standin-large"
+    llm_fallback_model: str | None = "standin-small"
+    llm_timeout_s: float = Field(30.0, gt=0)
+    llm_retries: int = Field(2, ge=0, le=10)  # per model, on 429/5xx/transport errors/malformed answers
+    llm_backoff_s: float = Field(0.5, ge=0)  # doubled per retry; a 429's Retry-After wins if larger
+    llm_breaker_failure_threshold: int = Field(5, gt=0)
+    llm_breaker_reset_s: float = Field(30.0, gt=0)
+
+    # Agent runs: any single step (model call, tool call), and the whole run.
+    agent_step_timeout_s: float = Field(60.0, gt=0)
+    agent_run_timeout_s: float = Field(600.0, gt=0)
+    agent_input_timeout_s: float = Field(3600.0, gt=0)  # a run waiting for the user's answer
+    # Thread history given to the model, newest first, cut at this many tokens.
+    agent_context_max_tokens: int = Field(2000, ge=100)
+    # A running run renews its lease this often; a run whose lease lapsed (its instance died) is failed.
+    run_lease_s: float = Field(15.0, gt=0)
+    # Supply catalog prices cached in Redis (shared by instances, dropped on every update).
+    price_cache_ttl_s: int = Field(300, gt=0)
+
+    # Runs per UTC day by plan (null: unlimited); users without a plan row get `default_plan`.
+    plan_runs_per_day: dict[str, int | None] = {"free": 20, "early": 200, "mid": 2000, "enterprise": None}
+    default_plan: str = "free"
+
+    @model_validator(mode="after")
+    def _plans(self) -> BackendSettings:
+        if self.default_plan not in self.plan_runs_per_day:
+            raise ValueError(f"BACKEND_DEFAULT_PLAN '{self.default_plan}' is not one of BACKEND_PLAN_RUNS_PER_DAY's "
+                             f"plans ({', '.join(self.plan_runs_per_day)})")
+        return self

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
@@ -11,7 +12,8 @@ from pydantic import BaseModel, Field
 from app.backend import threads
 from app.backend.context import Context
 from app.backend.deps import ctx, require_permission
-from app.backend.runs import MAX_STEP_DELAY_MS, MAX_STEPS
+from app.agents.usage import QuotaExceeded
+from app.backend.runs import ACTIVE, NothingToDo, RunRequest, unknown_agent
 from app.backend.tokens import Principal
 from app.common.errors import ApiError
 from app.common.text import StorableStr
@@ -23,12 +25,8 @@ class MessageBody(BaseModel):
     content: StorableStr = Field(min_length=1, max_length=32_000)
 
 
-class RunBody(BaseModel):
-    scenario: Literal["default", "tool_error", "long"] = "default"
-    steps: int = Field(3, ge=1, le=MAX_STEPS)
-    step_delay_ms: int | None = Field(None, ge=0, le=MAX_STEP_DELAY_MS)
-    request_id: StorableStr | None = Field(None, min_length=1, max_length=128)
-    trace_id: StorableStr | None = Field(None, min_length=1, max_length=128)
+class Answers(BaseModel):
+    answers: dict[str, StorableStr] = Field(min_length=1, max_length=20)
 
 
 async def _thread(c: Context, who: Principal, thread_id: uuid.UUID) -> None:
@@ -79,13 +77,25 @@ async def delete_message(thread_id: uuid.UUID, message_id: uuid.UUID,
     return Response(status_code=204)
 
 
+async def submit(c: Context, who: Principal, thread_id: uuid.UUID, req: RunRequest,
+                 before_start: Callable[[dict[str, Any]], Awaitable[None]] | None = None) -> dict[str, Any]:
+    """Start a run; the refusals as ApiErrors (the WebSocket maps them to `error` messages)."""
+    if why := unknown_agent(req.agent):
+        raise ApiError(422, "unknown_agent", why)
+    try:
+        return await c.runner.submit(who, thread_id, req, before_start)
+    except QuotaExceeded as e:
+        raise ApiError(429, "quota_exceeded", e.detail(), plan=e.plan, limit=e.limit, used=e.used,
+                       resets_at=e.resets_at) from None
+    except NothingToDo as e:
+        raise ApiError(422, "nothing_to_do", str(e)) from None
+
+
 @router.post("/threads/{thread_id}/runs", status_code=202)
-async def start_run(thread_id: uuid.UUID, body: RunBody, who: Principal = Depends(require_permission("runs:create")),
+async def start_run(thread_id: uuid.UUID, body: RunRequest, who: Principal = Depends(require_permission("runs:create")),
                     c: Context = Depends(ctx)) -> dict[str, Any]:
     await _thread(c, who, thread_id)
-    run = await c.runner.create(who.sub, thread_id, body.scenario, body.request_id, body.trace_id)
-    c.runner.start(run, body.steps, body.step_delay_ms)
-    return run
+    return await submit(c, who, thread_id, body)
 
 
 async def _run(c: Context, who: Principal, run_id: uuid.UUID) -> dict[str, Any]:
@@ -112,6 +122,24 @@ async def run_steps(run_id: uuid.UUID, who: Principal = Depends(require_permissi
 async def stop_run(run_id: uuid.UUID, who: Principal = Depends(require_permission("runs:create")),
                    c: Context = Depends(ctx)) -> dict[str, Any]:
     run = await _run(c, who, run_id)
-    if run["status"] in ("queued", "running"):
+    active = run["status"] in ACTIVE
+    if active:
         await c.runner.request_stop(run["id"])
-    return {"run_id": run["id"], "status": run["status"], "stop_requested": run["status"] in ("queued", "running")}
+    return {"run_id": run["id"], "status": run["status"], "stop_requested": active}
+
+
+@router.post("/runs/{run_id}/input", status_code=202)
+async def answer(run_id: uuid.UUID, body: Answers, who: Principal = Depends(require_permission("runs:create")),
+                 c: Context = Depends(ctx)) -> dict[str, Any]:
+    """The user's answers to the data helper's questions; the waiting run resumes with them."""
+    run = await _run(c, who, run_id)
+    if run["status"] != "awaiting_input":
+        raise ApiError(409, "not_awaiting_input", f"the run is {run['status']}, not waiting for input")
+    asked = {q["field"] for q in run["pending_input"]["questions"]}
+    if set(body.answers) != asked:
+        missing, unknown = sorted(asked - set(body.answers)), sorted(set(body.answers) - asked)
+        raise ApiError(422, "answers_mismatch", f"answer exactly the questions asked: missing {missing}, "
+                                                f"not asked {unknown}", asked=sorted(asked))
+    if not await c.runner.provide_input(run, body.answers):
+        raise ApiError(409, "already_answered", "the questions were answered already")
+    return {"run_id": run["id"], "accepted": sorted(body.answers)}

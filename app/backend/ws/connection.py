@@ -21,13 +21,16 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.backend import metrics, threads
-from app.backend.runs import MAX_STEP_DELAY_MS, MAX_STEPS, SCENARIOS
+from app.backend.routers.runs import submit
+from app.backend.runs import ACTIVE, RunRequest
 from app.backend.tokens import Principal
+from app.common.errors import ApiError
 from app.backend.ws.envelope import CLOSE_SLOW_CONSUMER, envelope, error
 from app.common.text import unstorable
 
@@ -281,26 +284,28 @@ async def on_start_agent(conn: Connection, data: dict[str, Any]) -> None:
     if "runs:create" not in conn.who.permissions:
         raise Invalid("forbidden", "requires permission 'runs:create'")
     thread = await conn._owned_thread(data)
-    scenario = data.get("scenario", "default")
-    if scenario not in SCENARIOS:
-        raise Invalid("invalid_message", f"`scenario` must be one of {', '.join(SCENARIOS)}")
-    steps, delay = data.get("steps", 3), data.get("step_delay_ms")
-    if not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
-        raise Invalid("invalid_message", f"`steps` must be an integer from 1 to {MAX_STEPS}")
-    if delay is not None and (not isinstance(delay, int) or not 0 <= delay <= MAX_STEP_DELAY_MS):
-        raise Invalid("invalid_message", f"`step_delay_ms` must be an integer from 0 to {MAX_STEP_DELAY_MS}")
-    run = await conn.c.runner.create(conn.user_id, uuid.UUID(thread), scenario, _str(data, "request_id", 128),
-                                     _str(data, "trace_id", 128))
-    await conn.follow(thread)
-    conn.send(envelope("run_accepted", {"run": run}, run_id=run["id"], thread_id=thread))
-    conn.c.runner.start(run, steps, delay)
+    fields = {k: v for k, v in data.items() if k in RunRequest.model_fields}
+    try:
+        req = RunRequest.model_validate(fields, strict=True)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise Invalid("invalid_message", f"`{'.'.join(str(p) for p in err['loc'])}`: {err['msg']}") from None
+
+    async def accepted(run: dict[str, Any]) -> None:
+        await conn.follow(thread)
+        conn.send(envelope("run_accepted", {"run": run}, run_id=run["id"], thread_id=thread))
+
+    try:
+        await submit(conn.c, conn.who, uuid.UUID(thread), req, accepted)
+    except ApiError as e:
+        raise Invalid(e.error, e.detail) from None
 
 
 async def on_stop_agent(conn: Connection, data: dict[str, Any]) -> None:
     run = await conn.c.runner.owned(conn.user_id, _uuid(data, "run_id"))
     if run is None:
         raise Invalid("run_not_found", "no such run")
-    if run["status"] in ("queued", "running"):
+    if run["status"] in ACTIVE:
         await conn.c.runner.request_stop(run["id"])
     conn.send(envelope("stop_requested", {"status": run["status"]}, run_id=run["id"], thread_id=run["thread_id"]))
 

@@ -1,0 +1,80 @@
+"""A run from start to outcome. The outcome is always a step: `final_report` (completed),
+`agent_error` with a code (failed: the agent's failure, `step_timeout`, `run_timeout`, ...)
+or `agent_stopped` (cancelled). Usage goes to ClickHouse when the run ends, however it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import update
+
+from app.agents.registry import AGENTS
+from app.agents.scope import AgentFailure, RunScope, StopRequested
+from app.backend import threads
+from app.backend.models import runs
+
+log = logging.getLogger("app.agents")
+
+USAGE_COLUMNS = ["run_id", "seq", "user_id", "agent", "model", "prompt_tokens", "completion_tokens", "cost_usd", "ts"]
+
+
+async def execute(scope: RunScope, agent: str, data: dict[str, Any]) -> None:
+    run_id = uuid.UUID(scope.ctx.run_id)
+    try:
+        await _set(scope, run_id, status="running", started_at=datetime.now(timezone.utc))
+        async with asyncio.timeout(scope.limits.run_timeout_s):
+            spec = AGENTS[agent]
+            result = await (spec.run(scope, data) if spec.own_steps else scope.hand_off(agent, data, None))
+            await scope.checkpoint()
+        result = {**result, "handoffs": scope.handoffs} if scope.handoffs else result
+        if not spec.own_steps:
+            await _reply(scope, result)
+        await scope.step("final_report", "reporting", "reporting", {"report": result},
+                         final={"status": "completed", "result": result})
+    except StopRequested:
+        reason = "stopped on request"
+        await scope.step("agent_stopped", "supervisor", "supervisor", {"reason": reason}, status="cancelled",
+                         final={"status": "cancelled", "error": reason, "error_code": "stopped"})
+    except AgentFailure as e:
+        await scope.step("agent_error", e.agent, e.agent, {"code": e.code, "reason": e.reason}, status="error",
+                         final={"status": "failed", "error": e.reason, "error_code": e.code})
+    except TimeoutError:
+        reason = f"the run took longer than {scope.limits.run_timeout_s:g} s"
+        await scope.step("agent_error", "supervisor", "supervisor", {"code": "run_timeout", "reason": reason},
+                         status="error", final={"status": "failed", "error": reason, "error_code": "run_timeout"})
+    except asyncio.CancelledError:
+        await _abandon(scope, run_id, "interrupted", "the backend instance running it shut down")
+        raise
+    except Exception as e:  # the run fails; the process and its other runs carry on
+        log.exception("run %s failed", run_id)
+        await _abandon(scope, run_id, "internal_error", f"{type(e).__name__}: {e}")
+    finally:
+        try:
+            await scope.services.clickhouse.insert("usage_events", scope.usage_events, USAGE_COLUMNS)
+        except Exception as e:  # PostgreSQL holds the same usage; ClickHouse lagging is logged, not fatal
+            log.warning("run %s: usage events not written to ClickHouse: %s", run_id, e)
+
+
+async def _reply(scope: RunScope, result: dict[str, Any]) -> None:
+    """The report becomes the assistant's message in the thread (the next run's history)."""
+    text = result.get("report") or result.get("summary")
+    if text:
+        async with scope.services.db.begin() as conn:
+            await threads.add_message(conn, scope.ctx.user_id, uuid.UUID(scope.ctx.thread_id), "assistant", text)
+
+
+async def _abandon(scope: RunScope, run_id: uuid.UUID, code: str, reason: str) -> None:
+    """A run that ended without its last step: failed, saying why (no event: the loop may be going)."""
+    if not scope.finished:
+        await _set(scope, run_id, status="failed", error=reason, error_code=code,
+                   finished_at=datetime.now(timezone.utc))
+
+
+async def _set(scope: RunScope, run_id: uuid.UUID, **values: Any) -> None:
+    async with scope.services.db.begin() as conn:
+        await conn.execute(update(runs).where(runs.c.id == run_id).values(**values))

@@ -1,0 +1,227 @@
+"""One run's execution scope: every step is persisted (with its tokens and cost) before its
+event goes out, so the steps table and the event stream always agree.
+
+Agents act only through this: `think` (a model call), `use_tool` (the dispatcher), `hand_off`
+(run another agent with this one's output), `ask` (wait for the user's answer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.agents.catalog import Catalog, money
+from app.agents.context import ExecutionContext, Limits
+from app.agents.llm import Completion, LlmClient, LlmError, ToolCall
+from app.agents.tools import Tool, ToolFailure, dispatch
+from app.backend import metrics
+from app.backend.events import EventBus
+from app.backend.models import run_steps, runs, usage_records
+from app.common.clickhouse import ClickHouse
+
+SUMMARY_CHARS = 300
+
+
+class AgentFailure(Exception):
+    """Ends the run `failed` with an `agent_error` naming the agent, a code and the reason."""
+
+    def __init__(self, agent: str, code: str, reason: str):
+        super().__init__(reason)
+        self.agent, self.code, self.reason = agent, code, reason
+
+
+class StopRequested(Exception):
+    pass
+
+
+def stop_key(run_id: str) -> str:
+    return f"run:stop:{run_id}"
+
+
+def input_key(run_id: str) -> str:
+    return f"run:input:{run_id}"
+
+
+@dataclass
+class Services:
+    db: AsyncEngine
+    redis: Redis
+    bus: EventBus
+    llm: LlmClient
+    catalog: Catalog
+    clickhouse: ClickHouse
+
+
+@dataclass
+class RunScope:
+    services: Services
+    ctx: ExecutionContext
+    limits: Limits
+    seq: int = 0
+    finished: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: Decimal = Decimal(0)
+    usage_events: list[list[Any]] = field(default_factory=list)  # for ClickHouse, written when the run ends
+    handoffs: list[dict[str, Any]] = field(default_factory=list)
+
+    # -- steps -----------------------------------------------------------------------------------
+
+    async def step(self, kind: str, agent: str, name: str, payload: dict[str, Any], *, status: str = "ok",
+                   duration_ms: float | None = None, model: str | None = None, tokens: tuple[int, int] = (0, 0),
+                   cost: Decimal = Decimal(0), final: dict[str, Any] | None = None) -> None:
+        """Persist the step (and, for the last one, the run's outcome), then emit its event."""
+        self.seq += 1
+        seq = self.seq
+        s = self.services
+        run_id = uuid.UUID(self.ctx.run_id)
+
+        async def persist(event: dict[str, Any]) -> None:
+            async with s.db.begin() as conn:
+                await conn.execute(run_steps.insert().values(
+                    run_id=run_id, seq=seq, kind=kind, name=name, status=status, event_id=event["event_id"],
+                    duration_ms=duration_ms, detail=payload, agent=agent, model=model, prompt_tokens=tokens[0],
+                    completion_tokens=tokens[1], cost_usd=cost))
+                if model is not None:
+                    await conn.execute(usage_records.insert().values(
+                        user_id=uuid.UUID(self.ctx.user_id), run_id=run_id, seq=seq, agent=agent, model=model,
+                        prompt_tokens=tokens[0], completion_tokens=tokens[1], cost_usd=cost))
+                totals = {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                          "cost_usd": self.cost_usd}
+                if final is not None or model is not None:
+                    extra = {**final, "finished_at": datetime.now(timezone.utc)} if final is not None else {}
+                    await conn.execute(update(runs).where(runs.c.id == run_id).values(**totals, **extra))
+
+        if model is not None:
+            self.prompt_tokens += tokens[0]
+            self.completion_tokens += tokens[1]
+            self.cost_usd += cost
+            self.usage_events.append([self.ctx.run_id, seq, self.ctx.user_id, agent, model, tokens[0], tokens[1],
+                                      float(cost), datetime.now(timezone.utc)])
+        await s.bus.emit(self.ctx.user_id, self.ctx.thread_id, kind,
+                         {**payload, "agent": agent, "step": seq, "context": self.ctx.ids()},
+                         run_id=self.ctx.run_id, persist=persist)
+        if final is not None:
+            self.finished = True
+            metrics.runs_finished.labels(final["status"]).inc()
+
+    async def checkpoint(self) -> None:
+        """Between steps: a stop request (any instance may have set it) ends the run here."""
+        try:
+            stop = await self.services.redis.exists(stop_key(self.ctx.run_id))
+        except (RedisError, OSError):
+            stop = False  # Redis is away: the run goes on (its events are delivered locally)
+        if stop:
+            raise StopRequested
+
+    # -- what agents do ----------------------------------------------------------------------------
+
+    async def think(self, agent: str, messages: list[dict[str, Any]], *, tools: list[Tool] | None = None,
+                    json_output: bool = False, stream: bool = False,
+                    note: dict[str, Any] | None = None) -> Completion:
+        """One model call: streamed pieces go out as partial `agent_thinking` events, then one
+        `agent_thinking` step carrying the model, usage and cost."""
+        await self.checkpoint()
+        on_delta: Callable[[str], Awaitable[None]] | None = None
+        if stream:
+            async def on_delta(piece: str) -> None:
+                await self.step("agent_thinking", agent, "stream", {"delta": piece, "partial": True})
+
+        t0 = time.perf_counter()
+        try:
+            done = await asyncio.wait_for(
+                self.services.llm.complete(messages, user=self.ctx.user_id, tools=[t.spec() for t in tools or []],
+                                           json_output=json_output, on_delta=on_delta),
+                self.limits.step_timeout_s)
+        except TimeoutError:
+            raise AgentFailure(agent, "step_timeout", f"the model call took longer than "
+                                                      f"{self.limits.step_timeout_s:g} s") from None
+        except LlmError as e:
+            metrics.llm_calls.labels(e.code).inc()
+            raise AgentFailure(agent, e.code, e.reason) from None
+        took = round((time.perf_counter() - t0) * 1000, 2)
+        metrics.llm_calls.labels("fallback" if done.fallback_used else "ok").inc()
+        price, _ = await self.services.catalog.get(done.model)
+        cost = price.cost(done.prompt_tokens, done.completion_tokens) if price else Decimal(0)
+        await self.step("agent_thinking", agent, "model_call", {
+            "model": done.model, "text": (done.content or "")[:SUMMARY_CHARS],
+            "tool_calls": [c.name for c in done.tool_calls], "partial": False,
+            "usage": {"prompt_tokens": done.prompt_tokens, "completion_tokens": done.completion_tokens},
+            "cost_usd": money(cost), "priced": price is not None, "fallback_used": done.fallback_used,
+            "failed_attempts": done.attempts, **(note or {})},
+            duration_ms=took, model=done.model, tokens=(done.prompt_tokens, done.completion_tokens), cost=cost)
+        metrics.agent_step_seconds.labels(agent, "model_call").observe(took / 1000)
+        return done
+
+    async def use_tool(self, agent: str, tools: list[Tool], call: ToolCall) -> Any:
+        """Run the model's tool call through the dispatcher; a bad call fails the step and the agent."""
+        await self.checkpoint()
+        head = {"tool": call.name, "call_id": call.id, "args_summary": call.arguments[:200]}
+        await self.step("tool_executing", agent, call.name, head, status="running")
+        t0 = time.perf_counter()
+        try:
+            result = await dispatch({t.name: t for t in tools}, self, call.name, call.arguments,
+                                    self.limits.tool_timeout_s)
+        except ToolFailure as e:
+            took = round((time.perf_counter() - t0) * 1000, 2)
+            await self.step("tool_completed", agent, call.name, {**head, "status": "error", "code": e.code,
+                                                                 "error": e.reason, "duration_ms": took},
+                            status="error", duration_ms=took)
+            raise AgentFailure(agent, e.code, e.reason) from None
+        took = round((time.perf_counter() - t0) * 1000, 2)
+        await self.step("tool_completed", agent, call.name, {
+            **head, "status": "ok", "duration_ms": took, "result": result,
+            "result_summary": json.dumps(result, default=str)[:SUMMARY_CHARS]}, duration_ms=took)
+        metrics.agent_step_seconds.labels(agent, "tool_call").observe(took / 1000)
+        return result
+
+    async def hand_off(self, to: str, data: dict[str, Any], source: str | None) -> dict[str, Any]:
+        """Run agent `to` with `data`; its start and end are steps, the handoff is recorded."""
+        from app.agents.registry import AGENTS  # the registry imports the agents, which import this
+
+        await self.checkpoint()
+        self.handoffs.append({"from": source, "to": to, "keys": sorted(data)})
+        await self.step("agent_started", to, to, {"handoff": {"from": source, "input": data}})
+        t0 = time.perf_counter()
+        output = await AGENTS[to].run(self, data)
+        took = round((time.perf_counter() - t0) * 1000, 2)
+        await self.step("agent_completed", to, to, {"output": output, "duration_ms": took}, duration_ms=took)
+        metrics.agent_step_seconds.labels(to, "agent").observe(took / 1000)
+        return output
+
+    async def ask(self, agent: str, questions: list[dict[str, str]]) -> dict[str, str]:
+        """Wait for the user's answers (`POST /api/runs/{id}/input`, to any instance)."""
+        s, run_id = self.services, uuid.UUID(self.ctx.run_id)
+        async with s.db.begin() as conn:
+            await conn.execute(update(runs).where(runs.c.id == run_id)
+                               .values(status="awaiting_input", pending_input={"agent": agent, "questions": questions}))
+        await self.step("input_required", agent, agent, {"questions": questions})
+        deadline = time.monotonic() + self.limits.input_timeout_s
+        while time.monotonic() < deadline:
+            await self.checkpoint()
+            try:
+                raw = await s.redis.getdel(input_key(self.ctx.run_id))
+            except (RedisError, OSError):
+                raw = None
+            if raw:
+                answers = json.loads(raw)
+                async with s.db.begin() as conn:
+                    await conn.execute(update(runs).where(runs.c.id == run_id)
+                                       .values(status="running", pending_input=None))
+                await self.step("input_received", agent, agent, {"answers": answers})
+                return answers
+            await asyncio.sleep(0.2)
+        raise AgentFailure(agent, "input_timeout", f"no answer to {len(questions)} question(s) within "
+                                                   f"{self.limits.input_timeout_s:g} s")

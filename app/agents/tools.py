@@ -1,0 +1,69 @@
+"""Tools and the dispatcher: the model names a tool and writes its arguments; nothing runs
+until the name is known and the arguments validate against that tool's JSON schema.
+
+A bad call (unknown tool, arguments that are not JSON or break the schema, a tool that raised
+or timed out) is a `ToolFailure` with a machine-readable code: the step fails, never the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from jsonschema import Draft202012Validator
+
+if TYPE_CHECKING:
+    from app.agents.scope import RunScope
+
+Handler = Callable[["RunScope", dict[str, Any]], Awaitable[Any]]
+
+
+class ToolFailure(Exception):
+    """code: unknown_tool, invalid_arguments, tool_timeout, forbidden, tool_error."""
+
+    def __init__(self, code: str, reason: str):
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    parameters: dict[str, Any]  # JSON schema of the arguments object
+    handler: Handler
+
+    def spec(self) -> dict[str, Any]:
+        """As offered to the model (OpenAI `tools` entry)."""
+        return {"type": "function", "function": {"name": self.name, "description": self.description,
+                                                 "parameters": self.parameters}}
+
+
+def validate(tool: Tool, raw: str) -> dict[str, Any]:
+    try:
+        args = json.loads(raw) if raw.strip() else {}
+    except ValueError as e:
+        raise ToolFailure("invalid_arguments", f"{tool.name}: arguments are not JSON ({e.msg})") from None
+    errors = sorted(Draft202012Validator(tool.parameters).iter_errors(args), key=lambda e: list(e.path))
+    if errors:
+        where = "/".join(str(p) for p in errors[0].path) or "arguments"
+        raise ToolFailure("invalid_arguments", f"{tool.name}: {where}: {errors[0].message}")
+    return args
+
+
+async def dispatch(tools: dict[str, Tool], scope: RunScope, name: str, raw: str, timeout_s: float) -> Any:
+    tool = tools.get(name)
+    if tool is None:
+        raise ToolFailure("unknown_tool", f"no tool named {name!r} (offered: {', '.join(sorted(tools))})")
+    args = validate(tool, raw)
+    try:
+        return await asyncio.wait_for(tool.handler(scope, args), timeout_s)
+    except TimeoutError:
+        raise ToolFailure("tool_timeout", f"{name} took longer than {timeout_s:g} s") from None
+    except ToolFailure:
+        raise
+    except Exception as e:  # a tool's own failure is reported as the step's, with its type
+        raise ToolFailure("tool_error", f"{name} failed: {type(e).__name__}: {e}") from None
