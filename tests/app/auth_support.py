@@ -17,12 +17,16 @@ import httpx
 
 from workbook.stack.auth import AuthService
 from workbook.stack.manager import Stack, free_port
+from workbook.stack.clickhouse import ClickHouse
+from workbook.stack.llm_standin import LlmStandin
 from workbook.stack.oidc import OidcProvider
 from workbook.stack.postgres import Postgres
 from workbook.stack.redis import Redis
 from workbook.stack.state import stack_secret
 
 DEPENDENCIES = [Postgres(), Redis(), OidcProvider()]
+# What the backend needs besides auth: its agents' ClickHouse and model provider.
+BACKEND_DEPENDENCIES = [ClickHouse(), LlmStandin()]
 
 
 @dataclass

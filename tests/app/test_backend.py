@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import jwt
 import pytest
-from auth_support import DEPENDENCIES, AuthStack, bearer, register_and_login
+from auth_support import BACKEND_DEPENDENCIES, DEPENDENCIES, AuthStack, bearer, register_and_login
 
 from workbook.stack.auth import AuthService
 from workbook.stack.backend import BackendService
@@ -19,7 +19,7 @@ from workbook.stack.manager import Stack
 @pytest.fixture(scope="module")
 def stack(auth_stack: AuthStack) -> Stack:
     """The session's auth stack plus a backend (stopped with the rest at session end)."""
-    stack = Stack(root=auth_stack.stack.paths.root, services=[*DEPENDENCIES, AuthService(), BackendService()])
+    stack = Stack(root=auth_stack.stack.paths.root, services=[*DEPENDENCIES, AuthService(), *BACKEND_DEPENDENCIES, BackendService()])
     stack.up()
     return stack
 

@@ -19,7 +19,7 @@ import httpx
 import jwt
 import pytest
 import redis.asyncio as aredis
-from auth_support import DEPENDENCIES, AuthStack, bearer, register_and_login
+from auth_support import BACKEND_DEPENDENCIES, DEPENDENCIES, AuthStack, bearer, register_and_login
 from websockets.exceptions import InvalidStatus
 
 from workbook.clients.platform.ws import Socket, open_socket, refused_handshake
@@ -37,7 +37,7 @@ RUN_EVENTS = ["agent_started", "agent_thinking", "tool_executing", "tool_complet
 def stack(auth_stack: AuthStack) -> Stack:
     """The session's auth stack plus both backend instances (stopped with the rest at session end)."""
     root = auth_stack.stack.paths.root
-    base = [*DEPENDENCIES, AuthService()]
+    base = [*DEPENDENCIES, AuthService(), *BACKEND_DEPENDENCIES]
     # backend before backend2: started in one wave, both run ensure_database("backend") at once
     # and one of them fails on the duplicate CREATE DATABASE (a stack bug, see the report).
     Stack(root=root, services=[*base, BackendService(1)]).up()
@@ -203,7 +203,7 @@ def test_run_events_arrive_in_order_on_both_instances(client: httpx.Client, api:
             await s2.send("subscribe_thread", thread_id=thread)
             sub = (await s2.until("subscribed"))[-1]
             assert sub["thread_id"] == thread and sub["payload"]["threads"] == [thread], sub
-            await s1.send("start_agent", thread_id=thread, request_id="req-gw-1")
+            await s1.send("start_agent", agent="probe", thread_id=thread, request_id="req-gw-1")
             on1 = await s1.until("final_report")
             on2 = await s2.until("final_report")
             assert on1[0]["type"] == "run_accepted" and on1[0]["event_id"] is None, on1[0]
@@ -274,7 +274,7 @@ def test_resume_replays_exactly_the_missed_events_once(client: httpx.Client, api
 
     async def main() -> None:
         s1 = await sock(urls["b1"], user)
-        await s1.send("start_agent", thread_id=thread, scenario="long", steps=12, step_delay_ms=60)
+        await s1.send("start_agent", agent="probe", thread_id=thread, scenario="long", steps=12, step_delay_ms=60)
         before = events(await s1.until(lambda m: (m.get("event_id") or 0) >= 3))
         await s1.close()
         last = before[-1][1]
@@ -482,7 +482,7 @@ def test_concurrent_runs_on_one_thread_on_both_instances_lose_no_events(client: 
             async with httpx.AsyncClient(timeout=30, headers=bearer(user["access_token"])) as h:
                 for url in (urls["b1"], urls["b2"]):
                     r = await h.post(f"{url}/api/threads/{thread}/runs",
-                                     json={"scenario": "long", "steps": 20, "step_delay_ms": 0})
+                                     json={"agent": "probe", "scenario": "long", "steps": 20, "step_delay_ms": 0})
                     assert r.status_code == 202, r.text
             got = await s.until(lambda m: sum(x["type"] == "final_report" for x in s.received) == 2)
             got += await s.quiet(0.3)

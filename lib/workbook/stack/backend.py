@@ -21,7 +21,7 @@ DATABASE = "backend"
 class BackendService(PlatformService):
     """Instance 1 is `backend`, instance n is `backend<n>`: the same app, the same database."""
 
-    depends_on = ("postgres", "redis", "auth")
+    depends_on = ("postgres", "redis", "auth", "clickhouse", "llm")
     start_timeout_s = 60.0
     database_env = "BACKEND_DATABASE_URL"
 
@@ -29,7 +29,7 @@ class BackendService(PlatformService):
         self.name = "backend" if instance == 1 else f"backend{instance}"
 
     def prepare(self, paths: Paths, port: int, password: str) -> Launch:
-        pg, redis, auth = self.dependencies(paths)
+        pg, redis, auth, clickhouse, llm = self.dependencies(paths)
         pg_password = stack_secret(paths, "postgres")
         ensure_database(pg.url, pg_password, DATABASE)
         env = {
@@ -57,6 +57,20 @@ class BackendService(PlatformService):
             "BACKEND_REDIS_BREAKER_RESET_S": "3",
             "BACKEND_RUN_STEP_DELAY_MS": "20",
             "BACKEND_CORS_ORIGINS": json.dumps(CORS_ORIGINS),
+            "BACKEND_CLICKHOUSE_URL": clickhouse.url,
+            "BACKEND_CLICKHOUSE_PASSWORD": stack_secret(paths, "clickhouse"),
+            "BACKEND_LLM_BASE_URL": llm.url,
+            "BACKEND_LLM_API_KEY": stack_secret(paths, "llm"),
+            # Agent checks make faults happen and wait for the platform to notice: seconds, not minutes.
+            "BACKEND_LLM_BACKOFF_S": "0.05",
+            "BACKEND_LLM_BREAKER_RESET_S": "3",
+            "BACKEND_AGENT_STEP_TIMEOUT_S": "10",
+            "BACKEND_AGENT_RUN_TIMEOUT_S": "60",
+            "BACKEND_AGENT_INPUT_TIMEOUT_S": "30",
+            "BACKEND_RUN_LEASE_S": "3",
+            # Checks and benches start many runs per user; the quota check moves its user to `free`.
+            "BACKEND_PLAN_RUNS_PER_DAY": json.dumps({"free": 5, "early": 1000, "mid": 5000, "enterprise": None}),
+            "BACKEND_DEFAULT_PLAN": "early",
         }
         return Launch(argv=[sys.executable, "-m", "app.backend", "--host", "127.0.0.1", "--port", str(port)],
                       env=env)

@@ -2,6 +2,7 @@
 
     platform = auth(wb)                      # an AsyncAuth for the env's `auth` service
     api = backend(wb)                        # an AsyncBackend for the env's `backend` service
+    model = llm(wb)                          # the model provider: the stand-in's request log and faults
     user = await platform.new_user(ck)       # registered + logged in, under ck.ns, cleaned up
     me = await api.me(user.access)
     resp = await platform.post("/auth/refresh", json={...})   # raw: an httpx.Response
@@ -17,9 +18,10 @@ benchmarking range), so per-IP login limits of parallel checks never meet.
 
 from workbook.clients.platform.auth import AsyncAuth, auth
 from workbook.clients.platform.backend import AsyncBackend, backend, metric
+from workbook.clients.platform.llm import AsyncLlm, llm
 from workbook.clients.platform.oidc import OidcFlow, oidc_flow, state_key
 from workbook.clients.platform.common import (PlatformError, Tokens, User, forge, new_password, random_ip, redact,
                                               unique_email)
 
-__all__ = ["AsyncAuth", "AsyncBackend", "OidcFlow", "PlatformError", "Tokens", "User", "auth", "backend", "forge", "metric", "new_password",
+__all__ = ["AsyncAuth", "AsyncBackend", "AsyncLlm", "OidcFlow", "PlatformError", "Tokens", "User", "auth", "backend", "forge", "llm", "metric", "new_password",
            "oidc_flow", "random_ip", "redact", "state_key", "unique_email"]

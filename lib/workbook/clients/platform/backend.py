@@ -1,15 +1,21 @@
-"""Client of the backend API: who-am-I, threads (the per-user resource), admin and service
-endpoints, health and circuit breakers."""
+"""Client of the backend API: who-am-I, threads (the per-user resource), runs and agents, usage,
+plans and the supply catalog, admin and service endpoints, health and circuit breakers."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import httpx
 
-from workbook.clients.platform.common import ApiClient, Check, User, expect
+from workbook.clients.platform.common import ApiClient, Check, PlatformError, User, expect
 from workbook.clients.platform.ws import Socket, open_socket, refused_handshake
 from workbook.env import Env
+
+
+# A run's status once it no longer moves by itself.
+RUN_SETTLED = ("completed", "failed", "cancelled", "awaiting_input")
 
 
 class AsyncBackend(ApiClient):
@@ -86,6 +92,56 @@ class AsyncBackend(ApiClient):
 
     async def stop_run_raw(self, access: str, run_id: str) -> httpx.Response:
         return await self.post(f"/api/runs/{run_id}/stop", token=access)
+
+    async def settled(self, access: str, run_id: str, timeout_s: float = 30.0,
+                      until: tuple[str, ...] = RUN_SETTLED) -> dict[str, Any]:
+        """The run once its status is one of `until` (by default: ended, or waiting for the user)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            run = await self.run(access, run_id)
+            if run["status"] in until:
+                return run
+            if time.monotonic() > deadline:
+                raise PlatformError(f"run {run_id} still {run['status']} after {timeout_s:g} s")
+            await asyncio.sleep(0.05)
+
+    async def agent_run(self, access: str, thread_id: str, timeout_s: float = 30.0, **body: Any) -> dict[str, Any]:
+        """Start a run and return it settled (see `settled`)."""
+        run = await self.start_run(access, thread_id, **body)
+        return await self.settled(access, run["id"], timeout_s)
+
+    async def answer_raw(self, access: str, run_id: str, answers: dict[str, Any]) -> httpx.Response:
+        return await self.post(f"/api/runs/{run_id}/input", token=access, json={"answers": answers})
+
+    # -- agents, usage, plans, supply catalog ---------------------------------------------------
+
+    async def agents(self) -> dict[str, Any]:
+        return expect(await self.get("/health/agents"), 200, "GET /health/agents").json()
+
+    async def usage(self, access: str) -> dict[str, Any]:
+        return expect(await self.get("/api/usage", token=access), 200, "GET /api/usage").json()
+
+    async def plan(self, access: str) -> dict[str, Any]:
+        return expect(await self.get("/api/users/me/plan", token=access), 200, "GET plan").json()
+
+    async def set_plan_raw(self, admin_access: str, user_id: str, plan: str) -> httpx.Response:
+        return await self.put(f"/api/admin/users/{user_id}/plan", token=admin_access, json={"plan": plan})
+
+    async def supply_models(self, access: str) -> list[dict[str, Any]]:
+        return expect(await self.get("/api/supply/models", token=access), 200, "supply models").json()["models"]
+
+    async def supply_model_raw(self, access: str, model: str) -> httpx.Response:
+        return await self.get(f"/api/supply/models/{model}", token=access)
+
+    async def supply_history(self, access: str, model: str) -> list[dict[str, Any]]:
+        resp = await self.get(f"/api/supply/models/{model}/history", token=access)
+        return expect(resp, 200, "supply history").json()["history"]
+
+    async def set_price_raw(self, admin_access: str, model: str, **body: Any) -> httpx.Response:
+        return await self.put(f"/api/admin/supply/models/{model}", token=admin_access, json=body)
+
+    async def remove_model_raw(self, admin_access: str, model: str) -> httpx.Response:
+        return await self.delete(f"/api/admin/supply/models/{model}", token=admin_access)
 
     async def broadcast_raw(self, admin_access: str, message: str) -> httpx.Response:
         return await self.post("/api/admin/broadcast", token=admin_access, json={"message": message})

@@ -141,6 +141,9 @@ class ApiClient:
     async def post(self, path: str, **kwargs: Any) -> httpx.Response:
         return await self.request("POST", path, **kwargs)
 
+    async def put(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("PUT", path, **kwargs)
+
     async def patch(self, path: str, **kwargs: Any) -> httpx.Response:
         return await self.request("PATCH", path, **kwargs)
 

@@ -1,7 +1,7 @@
 """Client sockets of the backend's WebSocket gateway (`/ws`).
 
     sock = await api.socket(ck, user)                 # open, `connection_established` read, closed with the check
-    await sock.send("start_agent", thread_id=tid)
+    await sock.send("start_agent", thread_id=tid, input="What did my workload cost last week?")
     events = await sock.until("final_report")          # every message up to and including the first final_report
     refused = await api.socket_refused(token=None)     # a handshake the gateway must refuse: (status, body)
 
