@@ -2,7 +2,7 @@
 
     python bench/ws_fanout.py [--sizes 1,100,1000] [--rounds 5]
 
-Starts its own stack (PostgreSQL, Redis, OIDC, auth, `backend`, `backend2`) in a throwaway
+Starts its own stack (every service the two backend instances need) in a throwaway
 project root, so a stack you may have running is not touched; it is stopped at the end, also
 on Ctrl-C or a failure. For each size N it opens N sockets split evenly across the two backend
 instances (users as needed: at most `max_connections_per_user` sockets each, half on each
@@ -26,23 +26,20 @@ import os
 import random
 import re
 import resource
-import signal
 import statistics
-import tempfile
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import asyncpg
 import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from own_stack import own_stack, services_for
 from workbook.clients.platform.ws import ws_url
 from workbook.stack.manager import Stack
-from workbook.stack.registry import SERVICES
 from workbook.stack.state import stack_secret
 
 INSTANCES = ("backend", "backend2")
@@ -50,19 +47,6 @@ PASSWORD = "correct horse battery"
 OPEN_CONCURRENCY = 50
 USER_CONCURRENCY = 6  # register + login hash passwords (argon2) in auth: a few at a time
 ROUND_TIMEOUT_S = 10.0
-
-
-def services() -> list:
-    """The registry's services the backend instances need (ClickHouse is not one of them)."""
-    wanted: set[str] = set()
-    todo = list(INSTANCES)
-    by_name = {s.name: s for s in SERVICES}
-    while todo:
-        name = todo.pop()
-        if name not in wanted:
-            wanted.add(name)
-            todo.extend(by_name[name].depends_on)
-    return [s for s in SERVICES if s.name in wanted]
 
 
 def raise_nofile(sockets: int) -> str:
@@ -277,14 +261,6 @@ async def run(stack: Stack, sizes: list[int], rounds: int) -> None:
           f"{OPEN_CONCURRENCY} handshakes at a time; b1/b2: sockets on backend / backend2)")
 
 
-def interrupted(signum: int, frame: object) -> None:
-    """Ctrl-C and SIGTERM raise at once, wherever the bench is, and end it through the `finally`
-    that stops the stack. (asyncio.run's own SIGINT handler only cancels the main task, and on
-    Python 3.11 a cancellation racing a finishing asyncio.wait_for can be lost: a Ctrl-C would
-    then be ignored.)"""
-    raise KeyboardInterrupt
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="1,100,1000", help="socket counts, comma-separated")
@@ -293,35 +269,10 @@ def main() -> None:
     sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
     print(raise_nofile(max(sizes)))
     began = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="wb-ws-bench-") as tmp:
-        root = Path(tmp)
-        everything = services()
-        stack = Stack(root=root, services=everything)
-        # While the stack starts, a Ctrl-C waits: interrupting Stack.up between starting a process
-        # and recording it would leave that process running with nobody to stop it.
-        pending: list[int] = []
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda signum, _: pending.append(signum))
-        try:
-            t0 = time.perf_counter()
-            # backend first, then backend2: prepared in one wave, the two race to CREATE DATABASE
-            # "backend" (ensure_database checks, then creates) and one fails to start.
-            Stack(root=root, services=[s for s in everything if s.name != INSTANCES[1]]).up()
-            stack.up()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, interrupted)
-            if pending:
-                raise KeyboardInterrupt
-            print(f"stack up ({', '.join(s.name for s in everything)}) in {time.perf_counter() - t0:.1f} s, "
-                  f"{os.cpu_count()} cores")
-            asyncio.run(run(stack, sizes, args.rounds))
-            print("backend logs:", *log_summary(stack), sep="\n")
-        except KeyboardInterrupt:
-            print("\ninterrupted; stopping the stack")
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut the cleanup short
-                signal.signal(sig, signal.SIG_IGN)
-            stack.down()
+    with own_stack("wb-ws-bench-", services_for(list(INSTANCES))) as stack:
+        print(f"{os.cpu_count()} cores")
+        asyncio.run(run(stack, sizes, args.rounds))
+        print("backend logs:", *log_summary(stack), sep="\n")
     print(f"total {time.perf_counter() - began:.1f} s")
 
 
