@@ -1,4 +1,5 @@
-"""A real stack (PostgreSQL, Redis, OIDC provider, auth) for the auth service's integration tests.
+"""A real stack (PostgreSQL, Redis, OIDC provider, auth) for the auth service's integration tests,
+and an LLM stand-in for the model client's.
 
 One stack per test session; tests that need other settings start their own auth process
 against the same PostgreSQL and Redis with `spawn_auth`.
@@ -13,7 +14,9 @@ import pytest
 from auth_support import DEPENDENCIES, AuthStack, random_ip
 
 from workbook.stack.auth import AuthService
+from workbook.stack.llm_standin import LlmStandin
 from workbook.stack.manager import Stack
+from workbook.stack.state import stack_secret
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +35,14 @@ def client(auth_stack: AuthStack) -> Iterator[httpx.Client]:
     """A client with its own (forwarded) IP, so tests do not share the per-IP login limit."""
     with httpx.Client(base_url=auth_stack.url, timeout=30, headers={"X-Forwarded-For": random_ip()}) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """(base URL ending in /v1, API key) of an LLM stand-in the stack started."""
+    stack = Stack(root=tmp_path_factory.mktemp("llmstack"), services=[LlmStandin()])
+    try:
+        stack.up()
+        yield stack.state().services["llm"].url, stack_secret(stack.paths, "llm")
+    finally:
+        stack.down()

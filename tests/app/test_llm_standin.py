@@ -16,9 +16,7 @@ import httpx
 import pytest
 
 from app.llm_standin.tokens import count
-from workbook.stack.llm_standin import LlmStandin, root_url
-from workbook.stack.manager import Stack
-from workbook.stack.state import stack_secret
+from workbook.stack.llm_standin import root_url
 
 LARGE = "standin-large"
 SEARCH = {"type": "function", "function": {
@@ -33,17 +31,6 @@ SEARCH = {"type": "function", "function": {
         "tags": {"type": "array"},
     }, "required": ["query", "kind", "window", "tags"]}}}
 OTHER = {"type": "function", "function": {"name": "get_usage", "parameters": {"type": "object", "properties": {}}}}
-
-
-@pytest.fixture(scope="module")
-def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """(base URL ending in /v1, API key) of a stand-in the stack started."""
-    stack = Stack(root=tmp_path_factory.mktemp("llmstack"), services=[LlmStandin()])
-    try:
-        stack.up()
-        yield stack.state().services["llm"].url, stack_secret(stack.paths, "llm")
-    finally:
-        stack.down()
 
 
 @pytest.fixture
