@@ -1,6 +1,7 @@
 """A run from start to outcome. The outcome is always a step: `final_report` (completed),
 `agent_error` with a code (failed: the agent's failure, `step_timeout`, `run_timeout`, ...)
-or `agent_stopped` (cancelled). Usage goes to ClickHouse when the run ends, however it ends.
+or `agent_stopped` (cancelled). The run's usage is written to ClickHouse before that last
+step, so a client that sees the outcome finds the usage there too.
 """
 
 from __future__ import annotations
@@ -34,17 +35,21 @@ async def execute(scope: RunScope, agent: str, data: dict[str, Any]) -> None:
         result = {**result, "handoffs": scope.handoffs} if scope.handoffs else result
         if not spec.own_steps:
             await _reply(scope, result)
+        await _flush_usage(scope)
         await scope.step("final_report", "reporting", "reporting", {"report": result},
                          final={"status": "completed", "result": result})
     except StopRequested:
         reason = "stopped on request"
+        await _flush_usage(scope)
         await scope.step("agent_stopped", "supervisor", "supervisor", {"reason": reason}, status="cancelled",
                          final={"status": "cancelled", "error": reason, "error_code": "stopped"})
     except AgentFailure as e:
+        await _flush_usage(scope)
         await scope.step("agent_error", e.agent, e.agent, {"code": e.code, "reason": e.reason}, status="error",
                          final={"status": "failed", "error": e.reason, "error_code": e.code})
     except TimeoutError:
         reason = f"the run took longer than {scope.limits.run_timeout_s:g} s"
+        await _flush_usage(scope)
         await scope.step("agent_error", "supervisor", "supervisor", {"code": "run_timeout", "reason": reason},
                          status="error", final={"status": "failed", "error": reason, "error_code": "run_timeout"})
     except asyncio.CancelledError:
@@ -54,10 +59,15 @@ async def execute(scope: RunScope, agent: str, data: dict[str, Any]) -> None:
         log.exception("run %s failed", run_id)
         await _abandon(scope, run_id, "internal_error", f"{type(e).__name__}: {e}")
     finally:
-        try:
-            await scope.services.clickhouse.insert("usage_events", scope.usage_events, USAGE_COLUMNS)
-        except Exception as e:  # PostgreSQL holds the same usage; ClickHouse lagging is logged, not fatal
-            log.warning("run %s: usage events not written to ClickHouse: %s", run_id, e)
+        await _flush_usage(scope)  # a run cut short still reports what it used
+
+
+async def _flush_usage(scope: RunScope) -> None:
+    rows, scope.usage_events = scope.usage_events, []
+    try:
+        await scope.services.clickhouse.insert("usage_events", rows, USAGE_COLUMNS)
+    except Exception as e:  # PostgreSQL holds the same usage; ClickHouse missing it is logged, not fatal
+        log.warning("run %s: %d usage events not written to ClickHouse: %s", scope.ctx.run_id, len(rows), e)
 
 
 async def _reply(scope: RunScope, result: dict[str, Any]) -> None:
