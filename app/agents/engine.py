@@ -36,7 +36,9 @@ async def execute(scope: RunScope, agent: str, data: dict[str, Any]) -> None:
         if not spec.own_steps:
             await _reply(scope, result)
         await _flush_usage(scope)
-        await scope.step("final_report", "reporting", "reporting", {"report": result},
+        # The supervisor's report is the reporting agent's; an agent run on its own reports itself.
+        reporter = agent if not spec.own_steps and agent != "supervisor" else "reporting"
+        await scope.step("final_report", reporter, reporter, {"report": result},
                          final={"status": "completed", "result": result})
     except StopRequested:
         reason = "stopped on request"
@@ -81,7 +83,7 @@ async def _reply(scope: RunScope, result: dict[str, Any]) -> None:
 async def _abandon(scope: RunScope, run_id: uuid.UUID, code: str, reason: str) -> None:
     """A run that ended without its last step: failed, saying why (no event: the loop may be going)."""
     if not scope.finished:
-        await _set(scope, run_id, status="failed", error=reason, error_code=code,
+        await _set(scope, run_id, status="failed", error=reason, error_code=code, pending_input=None,
                    finished_at=datetime.now(timezone.utc))
 
 

@@ -101,7 +101,8 @@ class RunScope:
                 totals = {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
                           "cost_usd": self.cost_usd}
                 if final is not None or model is not None:
-                    extra = {**final, "finished_at": datetime.now(timezone.utc)} if final is not None else {}
+                    extra = ({**final, "finished_at": datetime.now(timezone.utc), "pending_input": None}
+                             if final is not None else {})
                     await conn.execute(update(runs).where(runs.c.id == run_id).values(**totals, **extra))
 
         if model is not None:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from app.agents.scope import RunScope
 
 Handler = Callable[["RunScope", dict[str, Any]], Awaitable[Any]]
+Undo = Callable[["RunScope", dict[str, Any], Any], Awaitable[None]]
 
 
 class ToolFailure(Exception):
@@ -35,6 +36,9 @@ class Tool:
     description: str
     parameters: dict[str, Any]  # JSON schema of the arguments object
     handler: Handler
+    # A tool that writes where cancelling cannot stop it (a ClickHouse call in a worker thread)
+    # names how to take the write back: past its timeout it is let finish, then undone.
+    undo: Undo | None = None
 
     def spec(self) -> dict[str, Any]:
         """As offered to the model (OpenAI `tools` entry)."""
@@ -59,10 +63,19 @@ async def dispatch(tools: dict[str, Tool], scope: RunScope, name: str, raw: str,
     if tool is None:
         raise ToolFailure("unknown_tool", f"no tool named {name!r} (offered: {', '.join(sorted(tools))})")
     args = validate(tool, raw)
+    running = asyncio.ensure_future(tool.handler(scope, args))
     try:
-        return await asyncio.wait_for(tool.handler(scope, args), timeout_s)
+        return await asyncio.wait_for(asyncio.shield(running) if tool.undo else running, timeout_s)
     except TimeoutError:
-        raise ToolFailure("tool_timeout", f"{name} took longer than {timeout_s:g} s") from None
+        late = f"{name} took longer than {timeout_s:g} s"
+        if tool.undo is None:
+            raise ToolFailure("tool_timeout", late) from None
+        try:
+            result = await running
+        except Exception:
+            raise ToolFailure("tool_timeout", f"{late} (and then failed: nothing to undo)") from None
+        await tool.undo(scope, args, result)
+        raise ToolFailure("tool_timeout", f"{late}; what it wrote meanwhile was undone") from None
     except ToolFailure:
         raise
     except Exception as e:  # a tool's own failure is reported as the step's, with its type

@@ -58,7 +58,7 @@ async def take_run(conn: AsyncConnection, settings: BackendSettings, user_id: st
     if counted is None or (limit is not None and counted > limit):
         used = (await conn.execute(select(usage_daily.c.runs).where(
             usage_daily.c.user_id == uuid.UUID(user_id), usage_daily.c.day == day))).scalar() or 0
-        raise QuotaExceeded(plan, limit or 0, min(used, limit or 0), resets_at(day))
+        raise QuotaExceeded(plan, limit or 0, used, resets_at(day))
 
 
 async def set_plan(db: AsyncEngine, settings: BackendSettings, user_id: str, plan: str) -> None:

@@ -233,7 +233,8 @@ class Runner:
             seq = (await conn.execute(select(func.coalesce(func.max(run_steps.c.seq), 0))
                                       .where(run_steps.c.run_id == rid))).scalar_one() + 1
             await conn.execute(update(runs).where(runs.c.id == rid).values(
-                status="failed", error=reason, error_code="interrupted", finished_at=datetime.now(timezone.utc)))
+                status="failed", error=reason, error_code="interrupted", pending_input=None,
+                finished_at=datetime.now(timezone.utc)))
             payload = {"agent": "supervisor", "code": "interrupted", "reason": reason, "step": seq,
                        "context": {"user_id": str(row.owner_id), "thread_id": str(row.thread_id), "run_id": run_id,
                                    "request_id": row.request_id, "trace_id": row.trace_id}}

@@ -160,3 +160,20 @@ def test_savings_switch_to_the_cheapest_model_of_at_least_the_same_tier() -> Non
                                        "new_cost_usd": "4", "savings_usd": "36"}]
     assert out["current_cost_usd"] == "40.1" and out["savings_usd"] == "36" and out["unpriced_models"] == ["unknown"]
     assert out["savings_pct"] == "89.78"
+
+
+def test_a_writing_tool_past_its_timeout_finishes_and_is_undone() -> None:
+    written: list[str] = []
+
+    async def write(scope: object, args: dict) -> dict:
+        await asyncio.sleep(0.2)  # like a write in a worker thread: cancelling would not stop it
+        written.append("row")
+        return {"id": 1}
+
+    async def undo(scope: object, args: dict, result: dict) -> None:
+        written.remove("row")
+
+    tool = Tool("write", "writes", {"type": "object"}, write, undo=undo)
+    with pytest.raises(ToolFailure) as e:
+        asyncio.run(dispatch({"write": tool}, None, "write", "{}", timeout_s=0.05))  # type: ignore[arg-type]
+    assert e.value.code == "tool_timeout" and "undone" in e.value.reason and written == []

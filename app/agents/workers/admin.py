@@ -14,6 +14,7 @@ from app.agents.tools import Tool, ToolFailure
 from app.agents.workers.prompts import tool_round
 
 PRICE_EDITORS = ("admin", "owner")
+CORPUS_COLUMNS = ["entry_id", "owner_id", "title", "content", "tags", "created_at"]
 
 
 async def _create_entry(scope: RunScope, args: dict[str, Any]) -> dict[str, Any]:
@@ -23,6 +24,12 @@ async def _create_entry(scope: RunScope, args: dict[str, Any]) -> dict[str, Any]
                     datetime.now(timezone.utc)]],
         ["entry_id", "owner_id", "title", "content", "tags", "created_at"])
     return {"entry_id": entry, "title": args["title"], "tags": args.get("tags", [])}
+
+
+async def _uncreate(scope: RunScope, args: dict[str, Any], created: dict[str, Any]) -> None:
+    await scope.services.clickhouse.command(
+        "DELETE FROM corpus WHERE owner_id = {owner:String} AND entry_id = {id:String}",
+        {"owner": scope.ctx.user_id, "id": created["entry_id"]})
 
 
 async def _search(scope: RunScope, args: dict[str, Any]) -> dict[str, Any]:
@@ -37,11 +44,17 @@ async def _search(scope: RunScope, args: dict[str, Any]) -> dict[str, Any]:
 async def _delete_entry(scope: RunScope, args: dict[str, Any]) -> dict[str, Any]:
     ch, params = scope.services.clickhouse, {"owner": scope.ctx.user_id, "id": args["entry_id"]}
     where = "owner_id = {owner:String} AND entry_id = {id:String}"
-    found = await ch.query(f"SELECT count() AS n FROM corpus WHERE {where}", params)
-    if not found[0]["n"]:
+    found = await ch.query(f"SELECT {', '.join(CORPUS_COLUMNS)} FROM corpus WHERE {where}", params)
+    if not found:
         raise ToolFailure("not_found", f"no corpus entry {args['entry_id']} of this user")
     await ch.command(f"DELETE FROM corpus WHERE {where}", params)
-    return {"entry_id": args["entry_id"], "deleted": True}
+    rows = [{**r, "tags": list(r["tags"]), "created_at": r["created_at"].isoformat()} for r in found]
+    return {"entry_id": args["entry_id"], "deleted": True, "rows": rows}
+
+
+async def _undelete(scope: RunScope, args: dict[str, Any], deleted: dict[str, Any]) -> None:
+    rows = [{**r, "created_at": datetime.fromisoformat(r["created_at"])} for r in deleted["rows"]]
+    await scope.services.clickhouse.insert("corpus", [[r[c] for c in CORPUS_COLUMNS] for r in rows], CORPUS_COLUMNS)
 
 
 CORPUS_TOOLS = [
@@ -50,7 +63,7 @@ CORPUS_TOOLS = [
           "properties": {"title": {"type": "string", "minLength": 1, "maxLength": 200},
                          "content": {"type": "string", "minLength": 1, "maxLength": 10000},
                          "tags": {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 10}}},
-         _create_entry),
+         _create_entry, undo=_uncreate),
     Tool("search_corpus", "Find the user's corpus entries whose title or content contains the query.",
          {"type": "object", "additionalProperties": False, "required": ["query"],
           "properties": {"query": {"type": "string", "minLength": 1, "maxLength": 200},
@@ -59,7 +72,7 @@ CORPUS_TOOLS = [
     Tool("delete_corpus_entry", "Delete one of the user's corpus entries by id.",
          {"type": "object", "additionalProperties": False, "required": ["entry_id"],
           "properties": {"entry_id": {"type": "string", "pattern": "^[0-9a-f-]{36}$"}}},
-         _delete_entry),
+         _delete_entry, undo=_undelete),
 ]
 
 

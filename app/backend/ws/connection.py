@@ -49,9 +49,9 @@ def user_conns_key(user_id: str) -> str:
 
 
 class Invalid(Exception):
-    def __init__(self, code: str, detail: str):
+    def __init__(self, code: str, detail: str, **extra: Any):
         super().__init__(detail)
-        self.code, self.detail = code, detail
+        self.code, self.detail, self.extra = code, detail, extra
 
 
 class Connection:
@@ -208,7 +208,7 @@ class Connection:
             try:
                 await handler(self, data)
             except Invalid as e:
-                self._error(e.code, e.detail, type=kind)
+                self._error(e.code, e.detail, type=kind, **e.extra)
             except (RedisError, OSError) as e:  # the socket outlives a dependency's outage
                 self._error("dependency_unavailable", f"redis is unavailable ({type(e).__name__})", type=kind)
             except SQLAlchemyError as e:
@@ -298,7 +298,7 @@ async def on_start_agent(conn: Connection, data: dict[str, Any]) -> None:
     try:
         await submit(conn.c, conn.who, uuid.UUID(thread), req, accepted)
     except ApiError as e:
-        raise Invalid(e.error, e.detail) from None
+        raise Invalid(e.error, e.detail, **e.extra) from None
 
 
 async def on_stop_agent(conn: Connection, data: dict[str, Any]) -> None:
