@@ -49,6 +49,16 @@ def test_a_failed_check_exits_1_and_the_rest_still_runs(project: Path) -> None:
     assert nbs == {"01_a": "failed", "02_b": "passed"}
 
 
+def test_a_notebook_that_records_no_check_is_not_a_pass(project: Path) -> None:
+    path = checks_notebook(project / "notebooks" / "01_a.ipynb", 'with check("one"):\n    assert True')
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[0].metadata["tags"] = []  # papermill cannot inject the ledger path: the kernel records elsewhere
+    nbformat.write(nb, path)
+    assert run() == 1
+    (result,) = latest(project).notebooks
+    assert result.status == "error" and "tagged 'parameters'" in result.error, result
+
+
 def test_usage_and_config_errors_exit_2(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     checks_notebook(project / "notebooks" / "01_a.ipynb", 'with check("one"):\n    assert True')
     assert run(env="nope") == 2

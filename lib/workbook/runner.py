@@ -27,7 +27,7 @@ from workbook.errors import ConfigError, WorkbookError
 from workbook.kernels import KernelPool
 from workbook.report import write_reports
 from workbook.results import CheckResult, NotebookLedger, NotebookResult, RunResults, utcnow
-from workbook.selection import Notebook, parse_patterns, select
+from workbook.selection import Notebook, check_ids, parse_patterns, select
 from workbook.stack.manager import Stack
 
 REDACTED = "[redacted]"
@@ -275,6 +275,10 @@ class Runner:
             pool.release(km)
         if self._stop.is_set() and status != "passed":
             error = f"interrupted (Ctrl-C) after {len(self._ledger(p.name))} recorded check(s)"
+        if status == "passed" and check_ids(p.nb, p.name) and not self._ledger(p.name):
+            # The kernel ran, yet recorded nothing: the ledger path never reached it.
+            status, error = "error", ("no check was recorded: is the first code cell tagged 'parameters' "
+                                      "(papermill injects the ledger path after it)?")
         if timed_out.is_set():
             status = "timeout"
             error = (f"notebook exceeded --timeout {self.opts.timeout_s:g}s; kernel killed after "
