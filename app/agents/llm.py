@@ -91,15 +91,16 @@ class LlmClient:
                     done.attempts = attempts
                     return done
                 except BreakerOpen as e:
-                    raise LlmError("llm_unavailable", f"the model provider's circuit breaker is open "
+                    # This call's own failures may be what opened it: they are the reason worth telling.
+                    tried = f" after {_tried(attempts)}" if attempts else ""
+                    raise LlmError("llm_unavailable", f"the model provider's circuit breaker is open{tried} "
                                                       f"(retry in {e.retry_after_s:.0f} s)") from None
                 except ProviderFailure as e:
                     attempts.append({"model": model, "attempt": attempt + 1, "error": str(e),
                                      "ms": round((time.perf_counter() - t0) * 1000, 1)})
                     if attempt < self.settings.llm_retries:
                         await asyncio.sleep(max(e.retry_after_s, self.settings.llm_backoff_s * 2 ** attempt))
-        tried = "; ".join(f"{a['model']} try {a['attempt']}: {a['error']}" for a in attempts)
-        raise LlmError("llm_unavailable", f"the model provider failed every attempt ({tried})")
+        raise LlmError("llm_unavailable", f"the model provider failed every attempt ({_tried(attempts)})")
 
     async def _once(self, body: dict[str, Any], on_delta: Delta | None) -> Completion:
         headers = {"Authorization": f"Bearer {self.settings.secret('llm_api_key') or ''}"}
@@ -125,6 +126,10 @@ class LlmClient:
         if status == 429 or status >= 500:
             raise ProviderFailure(f"{status} {reason}", float(headers.get("retry-after") or 0))
         raise LlmError("llm_rejected", f"the model provider refused the request: {status} {reason}")
+
+
+def _tried(attempts: list[dict[str, Any]]) -> str:
+    return "; ".join(f"{a['model']} try {a['attempt']}: {a['error']}" for a in attempts)
 
 
 def _error_message(text: str) -> str:

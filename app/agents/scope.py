@@ -30,6 +30,7 @@ from app.backend import metrics
 from app.backend.events import EventBus
 from app.backend.models import run_steps, runs, usage_records
 from app.common.clickhouse import ClickHouse
+from app.common.text import storable
 
 SUMMARY_CHARS = 300
 
@@ -50,8 +51,10 @@ def stop_key(run_id: str) -> str:
     return f"run:stop:{run_id}"
 
 
-def input_key(run_id: str) -> str:
-    return f"run:input:{run_id}"
+def input_key(run_id: str, round_: int) -> str:
+    """Where the answer to one round of questions waits. Never deleted by its reader (it
+    expires), so a second answer to the same round is refused, not taken and dropped."""
+    return f"run:input:{run_id}:{round_}"
 
 
 @dataclass
@@ -82,11 +85,17 @@ class RunScope:
     async def step(self, kind: str, agent: str, name: str, payload: dict[str, Any], *, status: str = "ok",
                    duration_ms: float | None = None, model: str | None = None, tokens: tuple[int, int] = (0, 0),
                    cost: Decimal = Decimal(0), final: dict[str, Any] | None = None) -> None:
-        """Persist the step (and, for the last one, the run's outcome), then emit its event."""
+        """Persist the step (and, for the last one, the run's outcome), then emit its event.
+        Model and tool text is made storable first: a NUL from a model must not lose the step."""
         self.seq += 1
         seq = self.seq
         s = self.services
         run_id = uuid.UUID(self.ctx.run_id)
+        payload = storable(payload)
+        if final is not None:
+            final = storable(final)
+        totals = {"prompt_tokens": self.prompt_tokens + tokens[0],
+                  "completion_tokens": self.completion_tokens + tokens[1], "cost_usd": self.cost_usd + cost}
 
         async def persist(event: dict[str, Any]) -> None:
             async with s.db.begin() as conn:
@@ -98,22 +107,19 @@ class RunScope:
                     await conn.execute(usage_records.insert().values(
                         user_id=uuid.UUID(self.ctx.user_id), run_id=run_id, seq=seq, agent=agent, model=model,
                         prompt_tokens=tokens[0], completion_tokens=tokens[1], cost_usd=cost))
-                totals = {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                          "cost_usd": self.cost_usd}
                 if final is not None or model is not None:
                     extra = ({**final, "finished_at": datetime.now(timezone.utc), "pending_input": None}
                              if final is not None else {})
                     await conn.execute(update(runs).where(runs.c.id == run_id).values(**totals, **extra))
 
-        if model is not None:
-            self.prompt_tokens += tokens[0]
-            self.completion_tokens += tokens[1]
-            self.cost_usd += cost
-            self.usage_events.append([self.ctx.run_id, seq, self.ctx.user_id, agent, model, tokens[0], tokens[1],
-                                      float(cost), datetime.now(timezone.utc)])
         await s.bus.emit(self.ctx.user_id, self.ctx.thread_id, kind,
                          {**payload, "agent": agent, "step": seq, "context": self.ctx.ids()},
                          run_id=self.ctx.run_id, persist=persist)
+        if model is not None:  # counted once it is stored: ClickHouse never gets usage PostgreSQL lacks
+            self.prompt_tokens, self.completion_tokens, self.cost_usd = (
+                totals["prompt_tokens"], totals["completion_tokens"], totals["cost_usd"])
+            self.usage_events.append([self.ctx.run_id, seq, self.ctx.user_id, agent, model, tokens[0], tokens[1],
+                                      float(cost), datetime.now(timezone.utc)])
         if final is not None:
             self.finished = True
             metrics.runs_finished.labels(final["status"]).inc()
@@ -205,15 +211,16 @@ class RunScope:
     async def ask(self, agent: str, questions: list[dict[str, str]]) -> dict[str, str]:
         """Wait for the user's answers (`POST /api/runs/{id}/input`, to any instance)."""
         s, run_id = self.services, uuid.UUID(self.ctx.run_id)
+        round_ = self.seq + 1  # the input_required step's seq names this round of questions
         async with s.db.begin() as conn:
-            await conn.execute(update(runs).where(runs.c.id == run_id)
-                               .values(status="awaiting_input", pending_input={"agent": agent, "questions": questions}))
+            await conn.execute(update(runs).where(runs.c.id == run_id).values(
+                status="awaiting_input", pending_input={"agent": agent, "questions": questions, "round": round_}))
         await self.step("input_required", agent, agent, {"questions": questions})
         deadline = time.monotonic() + self.limits.input_timeout_s
         while time.monotonic() < deadline:
             await self.checkpoint()
             try:
-                raw = await s.redis.getdel(input_key(self.ctx.run_id))
+                raw = await s.redis.get(input_key(self.ctx.run_id, round_))
             except (RedisError, OSError):
                 raw = None
             if raw:

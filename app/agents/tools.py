@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from jsonschema import Draft202012Validator
 if TYPE_CHECKING:
     from app.agents.scope import RunScope
 
+log = logging.getLogger("app.agents.tools")
 Handler = Callable[["RunScope", dict[str, Any]], Awaitable[Any]]
 Undo = Callable[["RunScope", dict[str, Any], Any], Awaitable[None]]
 
@@ -51,6 +53,8 @@ def validate(tool: Tool, raw: str) -> dict[str, Any]:
         args = json.loads(raw) if raw.strip() else {}
     except ValueError as e:
         raise ToolFailure("invalid_arguments", f"{tool.name}: arguments are not JSON ({e.msg})") from None
+    except RecursionError:
+        raise ToolFailure("invalid_arguments", f"{tool.name}: arguments nested too deeply") from None
     errors = sorted(Draft202012Validator(tool.parameters).iter_errors(args), key=lambda e: list(e.path))
     if errors:
         where = "/".join(str(p) for p in errors[0].path) or "arguments"
@@ -78,5 +82,7 @@ async def dispatch(tools: dict[str, Tool], scope: RunScope, name: str, raw: str,
         raise ToolFailure("tool_timeout", f"{late}; what it wrote meanwhile was undone") from None
     except ToolFailure:
         raise
-    except Exception as e:  # a tool's own failure is reported as the step's, with its type
-        raise ToolFailure("tool_error", f"{name} failed: {type(e).__name__}: {e}") from None
+    except Exception as e:  # a tool's own failure is the step's: its type and first line, details in the log
+        log.warning("tool %s failed", name, exc_info=True)
+        first = (str(e).splitlines() or [""])[0][:200]
+        raise ToolFailure("tool_error", f"{name} failed: {type(e).__name__}: {first}") from None

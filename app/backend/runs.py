@@ -31,7 +31,7 @@ from app.agents.scope import RunScope, Services, input_key, stop_key
 from app.agents.usage import take_run
 from app.agents.workers.probe import MAX_STEP_DELAY_MS, MAX_STEPS
 from app.backend import metrics, threads
-from app.backend.models import messages, run_steps, runs
+from app.backend.models import messages, run_steps, runs, usage_records
 from app.backend.tokens import Principal
 from app.common.settings import BackendSettings
 from app.common.text import StorableStr
@@ -170,7 +170,8 @@ class Runner:
     async def provide_input(self, run: dict[str, Any], answers: dict[str, str]) -> bool:
         """Hand the answers to whichever instance runs it; False if it was answered already."""
         ttl = int(self.settings.agent_input_timeout_s) + 60
-        return bool(await self.services.redis.set(input_key(run["id"]), json.dumps(answers), nx=True, ex=ttl))
+        key = input_key(run["id"], run["pending_input"]["round"])
+        return bool(await self.services.redis.set(key, json.dumps(answers), nx=True, ex=ttl))
 
     # -- leases, recovery -----------------------------------------------------------------------
 
@@ -248,6 +249,23 @@ class Runner:
                                          run_id=run_id, persist=persist)
         metrics.runs_finished.labels("failed").inc()
         log.warning("run %s failed: %s", run_id, reason)
+        await self._usage_to_clickhouse(rid)
+
+    async def _usage_to_clickhouse(self, run_id: uuid.UUID) -> None:
+        """The usage a dead instance held for ClickHouse (it writes when a run ends), from PostgreSQL."""
+        try:
+            async with self.services.db.connect() as conn:
+                rows = (await conn.execute(select(usage_records).where(usage_records.c.run_id == run_id)
+                                           .order_by(usage_records.c.seq))).all()
+            if not rows:
+                return
+            there = {r["seq"] for r in await self.services.clickhouse.query(
+                "SELECT seq FROM usage_events WHERE run_id = {run:String}", {"run": str(run_id)})}
+            await self.services.clickhouse.insert("usage_events", [
+                [str(run_id), r.seq, str(r.user_id), r.agent, r.model, r.prompt_tokens, r.completion_tokens,
+                 float(r.cost_usd), r.created_at] for r in rows if r.seq not in there], engine.USAGE_COLUMNS)
+        except Exception as e:  # as in the engine: PostgreSQL has the usage, ClickHouse missing it is logged
+            log.warning("run %s: usage not copied to ClickHouse: %s", run_id, e)
 
     async def stop_all(self) -> None:
         for task in [*self._background, *self.tasks.values()]:

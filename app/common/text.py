@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator
 
@@ -26,3 +26,15 @@ def _check(text: str) -> str:
 
 
 StorableStr = Annotated[str, AfterValidator(_check)]
+
+
+def storable(value: Any) -> Any:
+    """`value` (JSON-like) with NULs and unpaired surrogates replaced, for text that arrives from
+    a model or a tool rather than from a request that could be refused."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode() if unstorable(value) else value
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [storable(v) for v in value]
+    return value

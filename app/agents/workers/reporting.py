@@ -50,6 +50,8 @@ async def reporting(scope: RunScope, inp: dict[str, Any]) -> dict[str, Any]:
         shown |= {"days": inp["data"]["days"], "models": [r["model"] for r in inp["data"]["rows"]]}
     if "questions" in inp:
         shown |= {"open_questions": [q["question"] for q in inp["questions"]]}
+    if "answers" in inp:
+        shown |= {"answers": inp["answers"]}
     done = await scope.think("reporting", [system("reporting", "Write the final report for the user."),
                                            user(f"Write the final report.\n{facts(**shown)}")], stream=True)
     report = {"report": done.content or "", **shown}

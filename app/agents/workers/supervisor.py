@@ -35,8 +35,9 @@ async def run(scope: RunScope, inp: dict[str, Any]) -> dict[str, Any]:
                                                       if "data_helper" in done else {})}
         elif agent == "reporting":
             data = {k: v for k, v in done.items()}
-            if "data_helper" in done:
-                data["questions"] = done["data_helper"]["questions"]
+            if "data_helper" in done:  # answered questions are facts now, not open questions
+                helper = done["data_helper"]
+                data |= {"answers": helper["answers"]} if "answers" in helper else {"questions": helper["questions"]}
         else:
             data = {previous: done[previous]}
         done[agent] = await scope.hand_off(agent, data, previous)
