@@ -17,10 +17,12 @@ def problems(settings: BackendSettings) -> list[str]:
                  or make_url(settings.database_url).password)
     check_secret(found, "BACKEND_REDIS_PASSWORD", settings.secret("redis_password"))
     check_secret(found, "BACKEND_SERVICE_CLIENT_SECRET", settings.secret("service_client_secret"), 32)
+    check_secret(found, "BACKEND_LLM_API_KEY", settings.secret("llm_api_key"))
+    check_secret(found, "BACKEND_CLICKHOUSE_PASSWORD", settings.secret("clickhouse_password"))
     if "*" in settings.cors_origins:
         found.append("BACKEND_CORS_ORIGINS must list origins, not '*'")
     if settings.env in ("staging", "production"):
-        for name in ("auth_url", "issuer"):
+        for name in ("auth_url", "issuer", "llm_base_url"):
             if not getattr(settings, name).startswith("https://"):
                 found.append(f"BACKEND_{name.upper()} must be an https URL in {settings.env}")
     return found

@@ -71,3 +71,15 @@ def test_bad_setting_exits_2_naming_the_variable(service: str, var: str, value: 
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stderr
     assert f"  - {var}" in done.stderr and says in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_backend_names_a_missing_model_key_and_a_plain_http_provider() -> None:
+    from app.backend.startup import problems as backend_problems
+    from app.common.settings import BackendSettings
+
+    found = backend_problems(BackendSettings(
+        env="staging", database_password=STRONG, redis_password=STRONG, service_client_secret=STRONG * 2,
+        clickhouse_password=STRONG, auth_url="https://auth.example.com", issuer="https://auth.example.com",
+        llm_base_url="http://llm.example.com/v1"))
+    assert "BACKEND_LLM_API_KEY is missing" in found and any(p.startswith("BACKEND_LLM_BASE_URL") for p in found)
+    assert len(found) == 2, found
