@@ -16,7 +16,7 @@ from sqlalchemy import update
 
 from app.agents.registry import AGENTS
 from app.agents.scope import AgentFailure, RunScope, StopRequested
-from app.backend import threads
+from app.backend import metrics, threads
 from app.backend.models import runs
 
 log = logging.getLogger("app.agents")
@@ -85,6 +85,7 @@ async def _abandon(scope: RunScope, run_id: uuid.UUID, code: str, reason: str) -
     if not scope.finished:
         await _set(scope, run_id, status="failed", error=reason, error_code=code, pending_input=None,
                    finished_at=datetime.now(timezone.utc))
+        metrics.runs_finished.labels(scope.entry, "failed").inc()
 
 
 async def _set(scope: RunScope, run_id: uuid.UUID, **values: Any) -> None:

@@ -72,6 +72,7 @@ class RunScope:
     services: Services
     ctx: ExecutionContext
     limits: Limits
+    entry: str = "supervisor"  # the agent the run was started with
     seq: int = 0
     finished: bool = False
     prompt_tokens: int = 0
@@ -122,7 +123,7 @@ class RunScope:
                                       float(cost), datetime.now(timezone.utc)])
         if final is not None:
             self.finished = True
-            metrics.runs_finished.labels(final["status"]).inc()
+            metrics.runs_finished.labels(self.entry, final["status"]).inc()
 
     async def checkpoint(self) -> None:
         """Between steps: a stop request (any instance may have set it) ends the run here."""

@@ -20,7 +20,8 @@ ws_delivery_seconds = Histogram("backend_ws_delivery_seconds", "From event creat
                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 events_published = Counter("backend_events_published", "Thread events published", ["type", "route"],
                            registry=registry)
-runs_finished = Counter("backend_runs_finished", "Agent runs that ended", ["status"], registry=registry)
+runs_finished = Counter("backend_runs_finished", "Agent runs that ended, by the agent that started them",
+                        ["agent", "status"], registry=registry)
 llm_calls = Counter("backend_llm_calls", "Model calls by outcome (ok, fallback, llm_unavailable, llm_rejected)",
                     ["outcome"], registry=registry)
 agent_step_seconds = Histogram("backend_agent_step_seconds", "Duration of agents, model calls and tool calls",

@@ -135,7 +135,7 @@ class Runner:
         await self._renew([run["id"]])
         ctx = ExecutionContext(user_id=who.sub, thread_id=str(thread_id), run_id=run["id"], role=who.role,
                                request_id=req.request_id, trace_id=req.trace_id)
-        scope = RunScope(self.services, ctx, req.limits(self.settings))
+        scope = RunScope(self.services, ctx, req.limits(self.settings), entry=req.agent)
         delay = self.settings.run_step_delay_ms if req.step_delay_ms is None else req.step_delay_ms
         data = ({"scenario": req.scenario, "steps": req.steps, "step_delay_ms": delay} if spec.own_steps
                 else {"task": task, "message_id": message_id})
@@ -247,7 +247,7 @@ class Runner:
 
             await self.services.bus.emit(str(row.owner_id), str(row.thread_id), "agent_error", payload,
                                          run_id=run_id, persist=persist)
-        metrics.runs_finished.labels("failed").inc()
+        metrics.runs_finished.labels(row.agent, "failed").inc()
         log.warning("run %s failed: %s", run_id, reason)
         await self._usage_to_clickhouse(rid)
 

@@ -110,9 +110,14 @@ def _message(exc: BaseException, tb: TracebackType | None) -> str:
 
 
 class check:
-    """One check; use as `with check("id") as ck:` (or `async with` for async cleanups)."""
+    """One check; use as `with check("id") as ck:` (or `async with` for async cleanups).
 
-    def __init__(self, name: str):
+    `alone=True`: on the embedded stack no check of another notebook runs meanwhile, for a
+    check that reads counters every client moves (an instance's connection gauge or event
+    counters), which run_all's parallel notebooks would otherwise move under it.
+    """
+
+    def __init__(self, name: str, alone: bool = False):
         if not ID_RE.match(name):
             raise WorkbookError(f"check id {name!r} must be lower_snake_case")
         ledger = _current()
@@ -122,6 +127,7 @@ class check:
         self.ledger = ledger
         self.id = f"{ledger.notebook}.{ledger.section}.{name}"
         self._cleanups: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+        self.alone = alone
         self._t0 = 0.0
         self._started = ""
 
@@ -138,6 +144,8 @@ class check:
     def __enter__(self) -> check:
         if self.ledger.env.stack == "embedded":
             gate.enter_check(project_root())
+            if self.alone:
+                gate.exclusive(project_root())
         self._t0 = time.perf_counter()
         self._started = utcnow()
         return self
