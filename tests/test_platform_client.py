@@ -46,3 +46,29 @@ def test_forge_edits_claims_and_keeps_or_replaces_the_signature() -> None:
     unsigned = platform.forge(token, header={"alg": "none"}, signature="")
     assert jwt.get_unverified_header(unsigned) == {"alg": "none", "kid": "a", "typ": "JWT"}
     assert unsigned.endswith(".")
+
+
+def test_closed_notices_a_dead_peer_behind_unread_messages() -> None:
+    import asyncio
+    import json
+
+    from websockets.asyncio.server import serve
+
+    from workbook.clients.platform.ws import open_socket
+
+    async def crashing_server(ws) -> None:  # type: ignore[no-untyped-def]
+        await ws.send(json.dumps({"type": "connection_established"}))
+        for i in range(100):  # more than the client queues unread: its transport pauses reading
+            await ws.send(json.dumps({"type": "tick", "i": i}))
+        ws.transport.abort()  # as a SIGKILLed server: no closing handshake
+
+    async def scenario() -> tuple[int | None, int]:
+        async with serve(crashing_server, "127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+            sock = await open_socket(f"http://127.0.0.1:{port}", 5, None)
+            await asyncio.sleep(0.3)
+            code, _ = await sock.closed(2)
+            ticks = [(await sock.next())["i"] for _ in range(100)]
+            return code, ticks == list(range(100))
+
+    assert asyncio.run(scenario()) == (1006, True)

@@ -89,12 +89,21 @@ class Socket:
         return got
 
     async def closed(self, timeout_s: float | None = None) -> tuple[int | None, str | None]:
-        """Wait for the server to close the socket; its close code and reason."""
+        """Wait for the server to close the socket; its close code and reason. Messages arriving
+        meanwhile are read and kept for `next`: past websockets' queue of unread messages the
+        transport stops reading, and a transport that does not read never sees the peer go."""
+        limit = timeout_s or self.timeout_s
+        deadline = time.monotonic() + limit
         try:
-            await asyncio.wait_for(self.conn.wait_closed(), timeout_s or self.timeout_s)
+            while (left := deadline - time.monotonic()) > 0:
+                message = json.loads(await asyncio.wait_for(self.conn.recv(), left))
+                self.received.append(message)
+                self._unread.append(message)
+        except ConnectionClosed:
+            return self.conn.close_code, self.conn.close_reason
         except TimeoutError:
-            raise PlatformError(f"the socket is still open after {timeout_s or self.timeout_s}s") from None
-        return self.conn.close_code, self.conn.close_reason
+            pass
+        raise PlatformError(f"the socket is still open after {limit}s")
 
     async def close(self, code: int = 1000) -> None:
         await self.conn.close(code)
