@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
+from workbook.clients.platform.common import Check
 from workbook.env import Env
 
 
@@ -12,3 +13,10 @@ def client(env: Env, service: str = "redis") -> aioredis.Redis:
     return aioredis.Redis.from_url(svc.url, password=svc.secret(), decode_responses=True,
                                    socket_connect_timeout=env.timeouts.connect_s,
                                    socket_timeout=env.timeouts.request_s)
+
+
+def for_check(env: Env, ck: Check, service: str = "redis") -> aioredis.Redis:
+    """A client closed when the check `ck` ends."""
+    r = client(env, service)
+    ck.defer(r.aclose)
+    return r

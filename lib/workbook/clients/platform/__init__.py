@@ -21,7 +21,8 @@ from workbook.clients.platform.backend import AsyncBackend, backend, metric
 from workbook.clients.platform.llm import AsyncLlm, llm
 from workbook.clients.platform.oidc import OidcFlow, oidc_flow, state_key
 from workbook.clients.platform.common import (PlatformError, Tokens, User, forge, new_password, random_ip, redact,
-                                              unique_email)
+                                              rejected, unique_email)
+from workbook.clients.platform.ws import run_events
 
 __all__ = ["AsyncAuth", "AsyncBackend", "AsyncLlm", "OidcFlow", "PlatformError", "Tokens", "User", "auth", "backend", "forge", "llm", "metric", "new_password",
-           "oidc_flow", "random_ip", "redact", "state_key", "unique_email"]
+           "oidc_flow", "random_ip", "redact", "rejected", "run_events", "state_key", "unique_email"]

@@ -102,6 +102,13 @@ def expect(resp: httpx.Response, status: int, what: str) -> httpx.Response:
     return resp
 
 
+def rejected(resp: httpx.Response, status: int = 401) -> dict[str, Any]:
+    """The JSON body of a refusal, after asserting its status (the body redacted in the message)."""
+    text = redact(resp.text)[:200]
+    assert resp.status_code == status, f"expected {status}, got {resp.status_code}: {text}"
+    return resp.json()
+
+
 def tokens_from(body: dict[str, Any]) -> Tokens:
     return Tokens(access=body["access_token"], refresh=body["refresh_token"],
                   session_id=body["session_id"], expires_in=int(body["expires_in"]))

@@ -109,6 +109,11 @@ class Socket:
         await self.conn.close(code)
 
 
+def run_events(messages: list[dict[str, Any]], run_id: str) -> list[dict[str, Any]]:
+    """The run's events among a socket's messages (acks, errors and other runs left out)."""
+    return [m for m in messages if m.get("run_id") == run_id and m.get("event_id") is not None]
+
+
 async def open_socket(http_url: str, timeout_s: float, token: str | None, via: str = "header",
                       **kwargs: Any) -> Socket:
     """Open and read `connection_established`. via="header" (Authorization) or "subprotocol" (jwt.<token>)."""
