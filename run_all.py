@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 
-from workbook.runner import RunOptions, Runner
+from workbook.runner.run import RunOptions, Runner
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,8 +22,8 @@ from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
-from workbook.forkserver import ForkedKernel, ForkServer
-from workbook.kernels import WARM_UP, ForkedKernelManager, KernelPool
+from workbook.runner.forkserver import ForkedKernel, ForkServer
+from workbook.runner.kernels import WARM_UP, ForkedKernelManager, KernelPool
 
 
 @pytest.fixture
@@ -86,7 +86,7 @@ def test_kernels_are_forked_by_the_pools_server(pool: KernelPool) -> None:
         assert pid is not None
         server = psutil.Process(pid).parent()
         assert server is not None and server.ppid() == os.getpid()
-        assert "workbook.forkserver" in server.cmdline()
+        assert "workbook.runner.forkserver" in server.cmdline()
     finally:
         pool.release(km)
 
@@ -226,7 +226,7 @@ def test_kernels_end_with_their_server_and_later_kernels_start_without_it(tmp_pa
 
 def test_server_and_kernels_die_with_their_owner() -> None:
     owner = subprocess.Popen(
-        [sys.executable, "-c", "import sys\nfrom workbook.kernels import KernelPool\n"
+        [sys.executable, "-c", "import sys\nfrom workbook.runner.kernels import KernelPool\n"
          "km = KernelPool(total=1, prefetch=1).take(timeout=60)\n"
          "print(KernelPool.pid(km), km.ip, km.connection_file, flush=True)\nsys.stdin.read()"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -248,7 +248,7 @@ def test_server_and_kernels_die_with_their_owner() -> None:
 def test_without_fork_kernels_start_as_new_processes_and_it_is_said_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.delattr(os, "fork")
-    caplog.set_level(logging.WARNING, logger="workbook.kernels")
+    caplog.set_level(logging.WARNING, logger="workbook.runner.kernels")
     pool = KernelPool(total=2, prefetch=2, cwd=tmp_path)
     try:
         for _ in range(2):

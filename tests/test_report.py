@@ -7,7 +7,7 @@ from pathlib import Path
 
 from plotly.offline import get_plotlyjs
 
-from workbook.report import read_history, write_reports
+from workbook.runner.report import read_history, write_reports
 from workbook.results import CheckResult, NotebookResult, RunResults
 
 NASTY = "expected <a href=\"x\"> & 'ünïcødé' 🚀 got\x07 bell"

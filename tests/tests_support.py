@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import nbformat
+import yaml
 from nbformat.v4 import new_code_cell, new_notebook
 from rich.console import Console
 
-from workbook.runner import RunOptions, Runner
+from workbook.runner.run import RunOptions, Runner
+
+
+REPO_PARAMS = Path(__file__).resolve().parents[1] / "params"
+
+
+def params_text(**changes: Any) -> str:
+    """A complete params file (the repo's local.yaml: every budget and expectation) without the
+    embedded stack or services, with `changes` applied at the top level."""
+    data = yaml.safe_load((REPO_PARAMS / "local.yaml").read_text())
+    data.update({"stack": "none", "services": {}, "description": "test env"})
+    data.update(changes)
+    return yaml.safe_dump(data)
 
 
 PARAMS_CELL = 'env = "local"\nrun_id = ""\nledger_path = ""'

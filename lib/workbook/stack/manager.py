@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psutil
 
-from workbook.env import project_root
+from workbook.paths import project_root
 from workbook.errors import StackError
 from workbook.stack.registry import SERVICES
 from workbook.stack.service import ServiceSpec

@@ -1,7 +1,7 @@
 """A fork server for IPython kernels: a new kernel for the price of a fork.
 
 Starting a kernel is mostly imports (python, ipykernel, IPython, then the notebooks' own
-modules), about a second of CPU each time. The server, `python -m workbook.forkserver`, does
+modules), about a second of CPU each time. The server, `python -m workbook.runner.forkserver`, does
 those imports once, then forks a child per kernel, which only has to initialise `IPKernelApp`.
 The server imports but starts nothing (no zmq context, thread or event loop), so a child
 inherits no half-copied machinery.

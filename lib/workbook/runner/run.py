@@ -22,13 +22,15 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from workbook.env import Env, load_env, project_root
+from workbook.env import load_env
+from workbook.params import Env
+from workbook.paths import project_root
 from workbook.errors import ConfigError, WorkbookError
-from workbook.kernels import KernelPool
-from workbook.report import write_reports
+from workbook.runner.kernels import KernelPool
+from workbook.runner.report import write_reports
 from workbook.results import CheckResult, NotebookLedger, NotebookResult, RunResults, utcnow
-from workbook.selection import Notebook, check_ids, parse_patterns, select
-from workbook.stack.manager import Stack
+from workbook.runner.selection import Notebook, check_ids, parse_patterns, select
+from workbook.stack.lifecycle import StackLease
 
 REDACTED = "[redacted]"
 
@@ -139,22 +141,13 @@ class Runner:
         # the stack and the first kernels start.
         importer = threading.Thread(target=importlib.import_module, args=("papermill",), daemon=True)
         importer.start()
-        declared = load_env(opts.env, resolve=False)
-        stack = Stack() if declared.stack == "embedded" else None
-        started_stack = False
+        lease = StackLease(opts.env, keep=opts.keep_stack, say=self.console.print)
         try:
-            if stack and not stack.is_up():
-                # A stack that was partly running (a service crashed) is healed but, being
-                # someone's, left running at the end.
-                started_stack = not stack.any_running()
-                self.console.print("starting the embedded stack ...")
-                stack.up()
+            lease.up()
             self.env = load_env(opts.env)
             return self._execute(planned, patterns)
         finally:
-            if started_stack and not opts.keep_stack:
-                stack.down()
-                self.console.print("stopped the embedded stack this run started (--keep-stack keeps it)")
+            lease.release()
 
     def _execute(self, planned: list[Planned], patterns: list[str]) -> int:
         assert self.env is not None

@@ -1,7 +1,7 @@
 """Pre-started Jupyter kernels on IPC transport.
 
 Starting a kernel as a new interpreter costs about a second of CPU, most of the time a
-trivial notebook takes. So each pool has a fork server (workbook.forkserver) that has done
+trivial notebook takes. So each pool has a fork server (workbook.runner.forkserver) that has done
 the imports once and forks every kernel; the pool starts the next kernels while earlier
 notebooks run and hands each notebook a fresh, ready kernel (never a reused one: notebooks
 share no state). Kernels talk over Unix sockets in a private directory, one path prefix per
@@ -29,7 +29,7 @@ from jupyter_client.provisioning import LocalProvisioner
 from jupyter_core.utils import run_sync
 from traitlets import DottedObjectName
 
-from workbook.forkserver import ForkServer, ForkServerError
+from workbook.runner.forkserver import ForkServer, ForkServerError
 
 log = logging.getLogger(__name__)
 

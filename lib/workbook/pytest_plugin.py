@@ -1,0 +1,44 @@
+"""The workbook's pytest plugin (registered through the `pytest11` entry point): brings the
+embedded stack up for notebook items (nbmake) and takes it down after, by the rule of
+`workbook.stack.lifecycle`.
+
+The stack starts lazily, before the first notebook item, so `pytest tests/` alone never pays for
+it. Under pytest-xdist every worker may ask at once; the stack's file lock makes the first start
+it and the rest reuse it. Only the controlling process stops it, after every worker is done.
+`WORKBOOK_ENV` picks the env (default local); `WORKBOOK_KEEP_STACK=1` keeps the stack.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from workbook.stack.lifecycle import StackLease
+
+_lease = pytest.StashKey[StackLease]()
+_ensured = pytest.StashKey[bool]()
+
+
+def _env() -> str:
+    return os.environ.get("WORKBOOK_ENV", "local")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    keep = bool(os.environ.get("WORKBOOK_KEEP_STACK"))
+    session.config.stash[_lease] = StackLease(_env(), keep=keep)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    config = item.config
+    if config.stash.get(_ensured, False) or item.path.suffix != ".ipynb":
+        return
+    config.stash[_lease].up()
+    config.stash[_ensured] = True
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if hasattr(session.config, "workerinput"):
+        return
+    if (lease := session.config.stash.get(_lease, None)) is not None:
+        lease.release()
