@@ -14,7 +14,7 @@ from workbook.errors import StackError
 from workbook.stack.manager import Stack
 from workbook.stack.registry import SERVICES
 from workbook.stack.service import Launch, ServiceSpec
-from workbook.stack.state import Paths, embedded_services
+from workbook.stack.state import Paths, embedded_endpoints
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +40,8 @@ def test_up_starts_every_service_answering(stack: Stack) -> None:
     assert rows["clickhouse"].version[:2].isdigit()
     for r in rows.values():
         assert "127.0.0.1" in r.url
-    services = embedded_services(stack.paths.root)
-    assert all(services[n].secret() for n in ("postgres", "redis", "clickhouse"))
+    services = embedded_endpoints(stack.paths.root)
+    assert all(services[n].password for n in ("postgres", "redis", "clickhouse"))
     assert oct(stack.paths.secrets.stat().st_mode)[-3:] == "600"
 
 
@@ -63,7 +63,7 @@ def test_kill_then_restart_keeps_the_port(stack: Stack) -> None:
     stack.kill("redis")
     assert not {r.name: r for r in stack.status()}["redis"].running
     with pytest.raises(StackError, match="services not running: redis"):
-        embedded_services(stack.paths.root)
+        embedded_endpoints(stack.paths.root)
     after = stack.restart("redis")
     assert after.url == before.url and after.pid != before.pid
     assert {r.name: r for r in stack.status()}["redis"].running

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 
+from workbook.stack.platform_config import auth_env
 from workbook.stack.postgres import ensure_database
 from workbook.stack.service import Launch, PlatformService
 from workbook.stack.state import Paths, stack_secret
@@ -49,6 +50,8 @@ class AuthService(PlatformService):
             "backend": {"secret": stack_secret(paths, "auth-client-backend"), "scopes": ["auth:introspect"]},
         }
         env = {
+            # The limits local params expect (token lifetime, sessions, login rate, lockout) come first.
+            **auth_env(),
             "AUTH_ENV": "local",
             "AUTH_DATABASE_URL": pg.url.rsplit("/", 1)[0] + f"/{DATABASE}",
             "AUTH_DATABASE_PASSWORD": pg_password,
@@ -56,7 +59,6 @@ class AuthService(PlatformService):
             "AUTH_REDIS_URL": redis.url,
             "AUTH_REDIS_PASSWORD": stack_secret(paths, "redis"),
             "AUTH_ISSUER": base,
-            "AUTH_AUDIENCE": "platform",
             "AUTH_KEY_DIR": str(data / "keys"),
             "AUTH_GENERATE_KEYS": "true",
             # Past the backend's JWKS refetch guard (1 s locally), short so rotation checks are quick.

@@ -11,6 +11,7 @@ import json
 import sys
 
 from workbook.stack.auth import CORS_ORIGINS
+from workbook.stack.platform_config import backend_env
 from workbook.stack.postgres import ensure_database
 from workbook.stack.service import Launch, PlatformService
 from workbook.stack.state import Paths, stack_secret
@@ -33,6 +34,8 @@ class BackendService(PlatformService):
         pg_password = stack_secret(paths, "postgres")
         ensure_database(pg.url, pg_password, DATABASE)
         env = {
+            # The limits local params expect (gateway, agents, plans) come first; the rest is here.
+            **backend_env(),
             "BACKEND_ENV": "local",
             "BACKEND_DATABASE_URL": pg.url.rsplit("/", 1)[0] + f"/{DATABASE}",
             "BACKEND_DATABASE_PASSWORD": pg_password,
@@ -40,7 +43,6 @@ class BackendService(PlatformService):
             "BACKEND_REDIS_PASSWORD": stack_secret(paths, "redis"),
             "BACKEND_AUTH_URL": auth.url,
             "BACKEND_ISSUER": auth.url,
-            "BACKEND_AUDIENCE": "platform",
             "BACKEND_SERVICE_CLIENT_ID": "backend",
             "BACKEND_SERVICE_CLIENT_SECRET": stack_secret(paths, "auth-client-backend"),
             "BACKEND_AUTH_TIMEOUT_S": "1",
@@ -49,11 +51,7 @@ class BackendService(PlatformService):
             "BACKEND_BREAKER_FAILURE_THRESHOLD": "3",
             "BACKEND_BREAKER_RESET_S": "3",
             "BACKEND_INSTANCE_ID": self.name,
-            # Short enough for the gateway checks to see pings, revocations and resyncs in seconds.
-            "BACKEND_WS_PING_INTERVAL_S": "1",
-            "BACKEND_WS_PING_TIMEOUT_S": "2",
-            "BACKEND_WS_AUTH_RECHECK_S": "1",
-            "BACKEND_WS_REPLAY_LEN": "50",
+            # Short enough for the gateway checks to see Redis breaker resets in seconds.
             "BACKEND_REDIS_BREAKER_RESET_S": "3",
             "BACKEND_RUN_STEP_DELAY_MS": "20",
             "BACKEND_CORS_ORIGINS": json.dumps(CORS_ORIGINS),
@@ -64,13 +62,8 @@ class BackendService(PlatformService):
             # Agent checks make faults happen and wait for the platform to notice: seconds, not minutes.
             "BACKEND_LLM_BACKOFF_S": "0.05",
             "BACKEND_LLM_BREAKER_RESET_S": "3",
-            "BACKEND_AGENT_STEP_TIMEOUT_S": "10",
-            "BACKEND_AGENT_RUN_TIMEOUT_S": "60",
             "BACKEND_AGENT_INPUT_TIMEOUT_S": "30",
             "BACKEND_RUN_LEASE_S": "3",
-            # Checks and benches start many runs per user; the quota check moves its user to `free`.
-            "BACKEND_PLAN_RUNS_PER_DAY": json.dumps({"free": 5, "early": 1000, "mid": 5000, "enterprise": None}),
-            "BACKEND_DEFAULT_PLAN": "early",
         }
         return Launch(argv=[sys.executable, "-m", "app.backend", "--host", "127.0.0.1", "--port", str(port)],
                       env=env)

@@ -11,6 +11,7 @@ import json
 import os
 import secrets as _secrets
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -18,6 +19,7 @@ from filelock import FileLock
 from pydantic import BaseModel, SecretStr
 
 from workbook.errors import StackError
+from workbook.paths import project_root
 
 
 class Paths:
@@ -107,20 +109,25 @@ def stack_secret(paths: Paths, service: str) -> str:
         return data[service]
 
 
-def embedded_services(root: Path) -> dict:
-    """The running stack's endpoints as `workbook.env.Service`s, passwords included."""
-    from workbook.env import Service
+@dataclass(frozen=True)
+class Endpoint:
+    """How a client reaches one running service of the stack."""
 
-    paths = Paths(root)
+    url: str
+    user: str | None
+    database: str | None
+    password: str | None = field(repr=False)
+
+
+def embedded_endpoints(root: Path | None = None) -> dict[str, Endpoint]:
+    """The running stack's endpoints, passwords included; one clear line if it is not running."""
+    paths = Paths(root or project_root())
     state = StackState.read(paths)
     down = [s.name for s in state.services.values() if s.process() is None]
     if not state.services or down:
         what = f"services not running: {', '.join(down)}" if down else "it is not running"
         raise StackError(f"the local stack is needed ({what}): start it with "
                          "`python -m workbook.stack up`")
-    out = {}
-    for name, svc in state.services.items():
-        pw = json.loads(paths.secrets.read_text()).get(name) if paths.secrets.is_file() else None
-        out[name] = Service(url=svc.url, user=svc.user, database=svc.database,
-                            password=SecretStr(pw) if pw else None)
-    return out
+    passwords = json.loads(paths.secrets.read_text()) if paths.secrets.is_file() else {}
+    return {name: Endpoint(svc.url, svc.user, svc.database, passwords.get(name))
+            for name, svc in state.services.items()}

@@ -1,0 +1,285 @@
+"""params/<env>.yaml as typed models: what one environment is and what the checks hold it to.
+
+Params files hold endpoints, switches, budgets and expectations, never secret values: a
+service names the variable that holds its password (`password_env`) and `workbook.env` reads
+it at run time, so it never travels as a papermill parameter or lands in an executed notebook.
+
+Budgets and expectations are grouped by the notebook that reads them and have no defaults:
+a params file that leaves one out fails to load, naming the key, instead of a check quietly
+comparing with a number nobody chose.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from workbook.errors import ConfigError
+from workbook.paths import project_root
+
+SECRET_WORDS = ("password", "secret", "token", "api_key", "private_key")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Service(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    user: str | None = None
+    database: str | None = None
+    password_env: str | None = None
+    # Filled by workbook.env (from the variable, or from the embedded stack), never by a params file.
+    password: SecretStr | None = Field(default=None, exclude=True)
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int | None:
+        return urlsplit(self.url).port
+
+    def secret(self) -> str | None:
+        return self.password.get_secret_value() if self.password else None
+
+
+class Timeouts(Strict):
+    connect_s: float
+    request_s: float
+    # A platform service starts, or refuses to with a message, within this.
+    startup_s: float
+
+
+class Load(Strict):
+    enabled: bool
+    max_concurrency: int = Field(gt=0)
+    max_requests: int = Field(gt=0)
+    max_duration_s: float = Field(gt=0)
+
+
+# -- budgets: latency limits in milliseconds, per notebook -------------------------------------
+
+class PreflightBudgets(Strict):
+    postgres_ms: float
+    redis_ms: float
+    clickhouse_ms: float
+    oidc_ms: float
+
+    def of(self, service: str) -> float:
+        return float(getattr(self, f"{service}_ms"))
+
+
+class AuthBudgets(Strict):
+    # an open circuit breaker answers without waiting for the dead peer
+    breaker_fail_fast_ms: float
+    # unknown email vs wrong password: the largest difference in login time allowed
+    enumeration_ms: float
+
+
+class WsBudgets(Strict):
+    broadcast_p50_ms: float
+    broadcast_p99_ms: float
+    delivery_p99_ms: float
+    heartbeat_rtt_p99_ms: float
+    stop_run_ms: float
+
+
+class AgentBudgets(Strict):
+    step_p95_ms: float
+    first_event_p99_ms: float
+    run_p99_ms: float
+    # an open model breaker fails a run without waiting for the provider
+    breaker_fail_fast_ms: float
+
+
+class Budgets(Strict):
+    preflight: PreflightBudgets
+    auth: AuthBudgets
+    ws: WsBudgets
+    agents: AgentBudgets
+
+
+# -- expectations: the platform's configuration as the team decided it --------------------------
+
+class LoginRate(Strict):
+    per_email: int
+    per_ip: int
+    window_s: int
+
+
+class Lockout(Strict):
+    threshold: int
+    duration_s: int
+
+
+class AuthExpect(Strict):
+    audience: str
+    algorithms: list[str]
+    access_ttl_s: int
+    session_max: int
+    login_rate: LoginRate
+    lockout: Lockout
+    password_min_length: int
+    oidc_enabled: bool
+
+
+class WsLimits(Strict):
+    max_connections_per_user: int
+    max_message_bytes: int
+    rate_per_s: float
+    rate_burst: int
+    ping_interval_s: float
+    ping_timeout_s: float
+    replay_len: int
+
+
+class WsExpect(Strict):
+    auth_recheck_s: float
+    limits: WsLimits
+
+
+class AgentLimits(Strict):
+    step_timeout_s: float
+    run_timeout_s: float
+    context_max_tokens: int
+
+
+class AgentsExpect(Strict):
+    # The model provider is the stand-in: its request log and fault injection are there to use.
+    llm_standin: bool
+    model: str
+    fallback_model: str
+    limits: AgentLimits
+    plans: dict[str, int | None]
+    default_plan: str
+
+
+class Expect(Strict):
+    auth: AuthExpect
+    ws: WsExpect
+    agents: AgentsExpect
+
+
+class Env(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    production: bool = False
+    destructive: bool = False
+    stack: Literal["embedded", "none"] = "none"
+    # Host patterns this env's services must live on; preflight fails a host outside them.
+    allowed_hosts: list[str] = []
+    services: dict[str, Service] = {}
+    timeouts: Timeouts
+    clock_skew_max_s: float
+    load: Load
+    budgets: Budgets
+    # What the platform's public configuration must say (e.g. `expect.auth` vs `/auth/config`):
+    # a deployment drifting from what the team decided shows up as a failed check.
+    expect: Expect
+
+    @model_validator(mode="after")
+    def _production_is_safe(self) -> Env:
+        if self.is_production and (self.destructive or self.load.enabled):
+            raise ValueError("a production env may not enable destructive or load checks")
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.production or "prod" in self.name.lower()
+
+    def allows(self, kind: Literal["destructive", "load"]) -> bool:
+        if self.is_production:
+            return False
+        return self.destructive if kind == "destructive" else self.load.enabled
+
+    def service(self, name: str) -> Service:
+        try:
+            return self.services[name]
+        except KeyError:
+            have = ", ".join(sorted(self.services)) or "none"
+            raise ConfigError(f"env '{self.name}' has no service '{name}' (it has: {have})") from None
+
+    def host_allowed(self, host: str) -> bool:
+        return any(fnmatch.fnmatch(host, pattern) for pattern in self.allowed_hosts)
+
+
+def params_dir() -> Path:
+    return project_root() / "params"
+
+
+def available_envs(directory: Path) -> list[str]:
+    return sorted(p.stem for p in directory.glob("*.yaml"))
+
+
+def _read_yaml(name: str, directory: Path, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    path = directory / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(available_envs(directory)) or "none"
+        raise ConfigError(f"unknown env '{name}': no {path} (available: {known})")
+    if name in seen:
+        raise ConfigError(f"params: 'extends' loops: {' -> '.join((*seen, name))}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: must be a mapping of keys, not {type(data).__name__}")
+    _refuse_secret_values(data, path)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    return _merge(_read_yaml(str(parent), directory, (*seen, name)), data)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _refuse_secret_values(data: Any, path: Path, where: str = "") -> None:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            here = f"{where}.{key}" if where else str(key)
+            secret_like = any(w in str(key).lower() for w in SECRET_WORDS)
+            if secret_like and isinstance(value, str) and not str(key).endswith("_env"):
+                raise ConfigError(
+                    f"{path}: '{here}' looks like a secret value; params hold only the name of "
+                    f"the environment variable that has it ('{key}_env: SOME_VAR')"
+                )
+            _refuse_secret_values(value, path, here)
+
+
+def _validation_line(e: ValidationError, name: str) -> str:
+    err = e.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    msg = "missing: every env must set it" if err["type"] == "missing" else err["msg"]
+    return f"params/{name}.yaml: {where}: {msg}"
+
+
+def load_params(name: str, directory: Path | None = None) -> Env:
+    """One env's params, validated; endpoints of the embedded stack and secrets not yet resolved."""
+    directory = directory or params_dir()
+    if not name:
+        raise ConfigError("no env given: pass env='local' (available: "
+                          f"{', '.join(available_envs(directory))})")
+    data = _read_yaml(name, directory)
+    data.setdefault("name", name)
+    try:
+        return Env.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_validation_line(e, name)) from None

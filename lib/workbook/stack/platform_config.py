@@ -1,0 +1,57 @@
+"""The settings the embedded stack gives the platform, taken from params/local.yaml's `expect`.
+
+Each limit the local env expects of the platform is written once, in params: the stack starts
+auth and the backends with it, and the checks then hold what the services report and enforce
+to the same file. Settings the workbook has no expectation of (breaker timings, leases) stay
+in the service modules beside the reason they are short.
+"""
+
+from __future__ import annotations
+
+import json
+
+from workbook.params import Expect, load_params
+
+EMBEDDED_ENV = "local"
+
+
+def expected() -> Expect:
+    return load_params(EMBEDDED_ENV).expect
+
+
+def auth_env() -> dict[str, str]:
+    a = expected().auth
+    return {
+        "AUTH_AUDIENCE": a.audience,
+        "AUTH_ACCESS_TTL_S": str(a.access_ttl_s),
+        "AUTH_SESSION_MAX": str(a.session_max),
+        "AUTH_LOGIN_RATE_EMAIL": str(a.login_rate.per_email),
+        "AUTH_LOGIN_RATE_IP": str(a.login_rate.per_ip),
+        "AUTH_LOGIN_RATE_WINDOW_S": str(a.login_rate.window_s),
+        "AUTH_LOCKOUT_THRESHOLD": str(a.lockout.threshold),
+        "AUTH_LOCKOUT_S": str(a.lockout.duration_s),
+        "AUTH_PASSWORD_MIN_LENGTH": str(a.password_min_length),
+    }
+
+
+def backend_env() -> dict[str, str]:
+    e = expected()
+    ws, agents = e.ws, e.agents
+    return {
+        "BACKEND_AUDIENCE": e.auth.audience,
+        "BACKEND_WS_AUTH_RECHECK_S": str(ws.auth_recheck_s),
+        "BACKEND_WS_MAX_CONNECTIONS_PER_USER": str(ws.limits.max_connections_per_user),
+        "BACKEND_WS_MAX_MESSAGE_BYTES": str(ws.limits.max_message_bytes),
+        "BACKEND_WS_RATE_PER_S": str(ws.limits.rate_per_s),
+        "BACKEND_WS_RATE_BURST": str(ws.limits.rate_burst),
+        "BACKEND_WS_PING_INTERVAL_S": str(ws.limits.ping_interval_s),
+        "BACKEND_WS_PING_TIMEOUT_S": str(ws.limits.ping_timeout_s),
+        "BACKEND_WS_REPLAY_LEN": str(ws.limits.replay_len),
+        "BACKEND_LLM_MODEL": agents.model,
+        "BACKEND_LLM_FALLBACK_MODEL": agents.fallback_model,
+        "BACKEND_AGENT_STEP_TIMEOUT_S": str(agents.limits.step_timeout_s),
+        "BACKEND_AGENT_RUN_TIMEOUT_S": str(agents.limits.run_timeout_s),
+        "BACKEND_AGENT_CONTEXT_MAX_TOKENS": str(agents.limits.context_max_tokens),
+        "BACKEND_PLAN_RUNS_PER_DAY": json.dumps(agents.plans),
+        "BACKEND_DEFAULT_PLAN": agents.default_plan,
+    }
