@@ -6,11 +6,13 @@ from pathlib import Path
 import pytest
 
 from workbook import checks
-from workbook.checks import ChecksFailed, check, require, section, setup, skip, summary
+from workbook.checks import ChecksFailed, check, require, section, skip, summary
+from workbook.context import setup
 from workbook.errors import WorkbookError
 from workbook.results import NotebookLedger
 
 from bare_assert import one_plus_one_is_three
+from tests_support import params_text
 
 
 @pytest.fixture
@@ -127,7 +129,7 @@ def test_interrupts_are_not_swallowed(ledger: Path) -> None:
 
 
 def test_require_skips_where_env_refuses(project: Path) -> None:
-    (project / "params" / "prod.yaml").write_text("production: true\n")
+    (project / "params" / "prod.yaml").write_text(params_text(production=True, destructive=False, load={"enabled": False, "max_concurrency": 1, "max_requests": 1, "max_duration_s": 1}))
     setup("nb", env="prod")
     section("s")
     with check("destroys"):

@@ -10,7 +10,7 @@ import nbformat
 import psutil
 import pytest
 
-from tests_support import checks_notebook, run
+from tests_support import params_text, checks_notebook, run
 from workbook.results import RunResults
 
 
@@ -133,10 +133,10 @@ def test_many_notebooks_in_parallel_do_not_collide(project: Path) -> None:
 def test_secrets_never_reach_outputs(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WB_TEST_SECRET", "very-secret-value-123")
     (project / "params" / "local.yaml").write_text(
-        "services:\n  db: {url: 'postgresql://u@127.0.0.1:1/x', password_env: WB_TEST_SECRET}\n")
+        params_text(services={"db": {"url": "postgresql://u@127.0.0.1:1/x", "password_env": "WB_TEST_SECRET"}}))
     checks_notebook(project / "notebooks" / "01_leaky.ipynb",
-                    'with check("prints_secret"):\n    print(wb.service("db").secret())\n'
-                    '    assert False, wb.service("db").secret()')
+                    'with check("prints_secret"):\n    print(wb.env.service("db").secret())\n'
+                    '    assert False, wb.env.service("db").secret()')
     assert run() == 1
     run_dir = (project / "outputs" / "latest").resolve()
     for path in run_dir.iterdir():
@@ -147,8 +147,8 @@ def test_secrets_never_reach_outputs(project: Path, monkeypatch: pytest.MonkeyPa
 def test_a_partly_running_stack_is_healed_and_left_running(project: Path) -> None:
     from workbook.stack.manager import Stack
 
-    (project / "params" / "local.yaml").write_text("stack: embedded\n")
-    checks_notebook(project / "notebooks" / "01_a.ipynb", 'with check("one"):\n    assert wb.service("redis").url')
+    (project / "params" / "local.yaml").write_text(params_text(stack="embedded"))
+    checks_notebook(project / "notebooks" / "01_a.ipynb", 'with check("one"):\n    assert wb.env.service("redis").url')
     stack = Stack(root=project)
     stack.up()
     try:

@@ -13,6 +13,7 @@ leaves the results it had.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import re
 import sys
@@ -24,10 +25,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from workbook import gate
-from workbook.env import Env, load_env, project_root
 from workbook.errors import WorkbookError
+from workbook.params import Env
 from workbook.results import CheckResult, NotebookLedger, utcnow
+from workbook.stack.locks import ServiceLocks
 
 ID_RE = re.compile(r"^[a-z0-9_]+$")
 
@@ -44,12 +45,15 @@ class ChecksFailed(AssertionError):
 
 
 class Ledger:
-    def __init__(self, notebook: str, env: Env, run_id: str, path: Path | None):
+    def __init__(self, notebook: str, env: Env, run_id: str, path: Path | None, locks: ServiceLocks | None):
         self.notebook = notebook
         self.env = env
         self.run_id = run_id
         self.path = path
+        # On the embedded stack: the per-service locks that keep other notebooks' faults away.
+        self.locks = locks
         self.section = ""
+        self.running: check | None = None
         self.results: dict[str, CheckResult] = {}
 
     def record(self, result: CheckResult) -> None:
@@ -70,16 +74,40 @@ def _current() -> Ledger:
     return _ledger
 
 
-def setup(notebook: str, env: str = "local", run_id: str = "", ledger_path: str = "") -> Env:
-    """Load the env (one clear line if it cannot) and start this notebook's ledger."""
+def start(notebook: str, env: Env, run_id: str = "", ledger_path: str = "",
+          locks: ServiceLocks | None = None) -> Ledger:
+    """Start this notebook's ledger (`workbook.setup` calls it); returns it."""
     global _ledger
-    loaded = load_env(env)
     run_id = run_id or "i" + datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
     path = Path(ledger_path) if ledger_path else None
     if path:
         path.parent.mkdir(parents=True, exist_ok=True)
-    _ledger = Ledger(notebook, loaded, run_id, path)
-    return loaded
+    _ledger = Ledger(notebook, env, run_id, path, locks)
+    return _ledger
+
+
+async def using(service: str) -> None:
+    """The running check talks to `service` (clients call this before a request): on the
+    embedded stack it holds that service's lock until the check ends, waiting while another
+    notebook's fault has the service down. Outside a check, or elsewhere, nothing."""
+    if _ledger is None or _ledger.locks is None or _ledger.running is None:
+        return
+    locks = _ledger.locks
+    if service in locks.depends_on and locks.would_wait(service):
+        await asyncio.to_thread(locks.use, service)
+
+
+def using_now(service: str) -> None:
+    """`using` for synchronous clients (a redis-py or clickhouse-connect client being made)."""
+    if _ledger is None or _ledger.locks is None or _ledger.running is None:
+        return
+    if service in _ledger.locks.depends_on:
+        _ledger.locks.use(service)
+
+
+def locks() -> ServiceLocks | None:
+    """The running notebook's per-service locks (None outside the embedded stack)."""
+    return _current().locks
 
 
 def section(name: str) -> None:
@@ -112,12 +140,13 @@ def _message(exc: BaseException, tb: TracebackType | None) -> str:
 class check:
     """One check; use as `with check("id") as ck:` (or `async with` for async cleanups).
 
-    `alone=True`: on the embedded stack no check of another notebook runs meanwhile, for a
-    check that reads counters every client moves (an instance's connection gauge or event
-    counters), which run_all's parallel notebooks would otherwise move under it.
+    `alone=("backend", "backend2")`: on the embedded stack, no check of another notebook uses
+    these services (or what depends on them) while this one runs: for a check that kills or
+    restarts them (`workbook.faults`), or that reads counters every client moves (an instance's
+    connection gauge), which run_all's parallel notebooks would otherwise move under it.
     """
 
-    def __init__(self, name: str, alone: bool = False):
+    def __init__(self, name: str, alone: tuple[str, ...] = ()):
         if not ID_RE.match(name):
             raise WorkbookError(f"check id {name!r} must be lower_snake_case")
         ledger = _current()
@@ -141,14 +170,23 @@ class check:
         """Run `fn(*args)` when the check ends, passed or failed; last registered runs first."""
         self._cleanups.append((fn, args))
 
-    def __enter__(self) -> check:
-        if self.ledger.env.stack == "embedded":
-            gate.enter_check(project_root())
+    def _lock(self) -> None:
+        locks = self.ledger.locks
+        if locks is not None:
             if self.alone:
-                gate.exclusive(project_root())
+                locks.exclusive(self.alone)
+            else:
+                locks.begin()
+
+    def _begin(self) -> check:
+        self.ledger.running = self
         self._t0 = time.perf_counter()
         self._started = utcnow()
         return self
+
+    def __enter__(self) -> check:
+        self._lock()
+        return self._begin()
 
     # A failing cleanup must not hide the check's own result: the first error is kept and
     # reported only if the check itself passed.
@@ -165,7 +203,9 @@ class check:
         return self._finish(exc, tb, error)
 
     async def __aenter__(self) -> check:
-        return self.__enter__()
+        # Waiting for another notebook's fault to end must not stall this kernel's event loop.
+        await asyncio.to_thread(self._lock)
+        return self._begin()
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> bool:
@@ -180,7 +220,9 @@ class check:
 
     def _finish(self, exc: BaseException | None, tb: TracebackType | None,
                 cleanup_error: BaseException | None) -> bool:
-        gate.exit_check()
+        self.ledger.running = None
+        if self.ledger.locks is not None:
+            self.ledger.locks.end()
         duration = time.perf_counter() - self._t0
         if exc is None and cleanup_error is not None:
             exc = WorkbookError(f"cleanup failed: {_message(cleanup_error, cleanup_error.__traceback__)}")

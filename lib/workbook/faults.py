@@ -28,9 +28,10 @@ from dataclasses import dataclass
 import asyncpg
 import httpx
 
-from workbook import gate
+from workbook import checks
 from workbook.checks import skip
-from workbook.env import Env, project_root
+from workbook.params import Env
+from workbook.paths import project_root
 from workbook.stack.manager import Stack, free_port
 from workbook.stack.postgres import ensure_database
 from workbook.stack.state import stack_secret
@@ -44,9 +45,10 @@ def _stack(env: Env, what: str) -> Stack:
 
 async def kill(env: Env, service: str) -> None:
     """SIGKILL one service of the embedded stack (a crash, not a shutdown). From here until
-    `restart` no check of another notebook runs (workbook.gate); this waits for theirs to end."""
+    `restart`, no check of another notebook uses this service or what depends on it
+    (workbook.stack.locks); this waits for those in flight to end."""
     stack = _stack(env, f"killing {service}")
-    await asyncio.to_thread(gate.exclusive, stack.paths.root)
+    await _exclusive(service)
     await asyncio.to_thread(stack.kill, service)
 
 
@@ -57,13 +59,19 @@ async def restart(env: Env, service: str) -> float:
     try:
         await asyncio.to_thread(_stack(env, f"restarting {service}").restart, service)
     finally:
-        gate.shared_again()
+        if (held := checks.locks()) is not None:
+            held.shared_again()
     return time.perf_counter() - t0
+
+
+async def _exclusive(*services: str) -> None:
+    if (held := checks.locks()) is not None:
+        await asyncio.to_thread(held.exclusive, services)
 
 
 @asynccontextmanager
 async def service_down(env: Env, service: str) -> AsyncIterator[None]:
-    """`async with service_down(wb, "auth"):` the service is dead inside the block, back after it."""
+    """`async with service_down(wb.env, "auth"):` the service is dead inside the block, back after it."""
     try:
         await kill(env, service)
         yield
@@ -72,16 +80,19 @@ async def service_down(env: Env, service: str) -> AsyncIterator[None]:
 
 
 @asynccontextmanager
-async def alone(env: Env) -> AsyncIterator[None]:
-    """`async with alone(wb):` no check of another notebook runs inside the block, across any
-    kill/restart in it: for checks that read state every client shares (a breaker's half-open
-    trial call) after a restart, which other notebooks' traffic would otherwise consume."""
-    stack = _stack(env, "holding the stack alone")
-    await asyncio.to_thread(gate.exclusive, stack.paths.root)
+async def alone(env: Env, *services: str) -> AsyncIterator[None]:
+    """`async with alone(wb.env, "auth"):` no check of another notebook uses these services (or
+    what depends on them) inside the block, across any kill/restart in it: for checks that read
+    state every client shares (a breaker's half-open trial call) after a restart, which other
+    notebooks' traffic would otherwise consume. A check that knows it from the start says
+    `check(..., alone=(...))` instead."""
+    _stack(env, "holding services alone")
+    await _exclusive(*services)
     try:
         yield
     finally:
-        gate.shared_again()
+        if (held := checks.locks()) is not None:
+            held.shared_again()
 
 
 def closed_port() -> int:

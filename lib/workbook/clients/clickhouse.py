@@ -6,12 +6,14 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError
 
-from workbook.env import Env
+from workbook.params import Env
+from workbook.checks import using_now
 from workbook.errors import StackError
 
 
 def client(env: Env, service: str = "clickhouse", **kwargs) -> Client:
     svc = env.service(service)
+    using_now(service)
     try:
         return clickhouse_connect.get_client(
             dsn=svc.url, username=svc.user or "default", password=svc.secret() or "",

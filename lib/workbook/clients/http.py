@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import httpx
 
-from workbook.env import Env
+from workbook.checks import using
+from workbook.params import Env
 
 
 def client(env: Env, service: str) -> httpx.AsyncClient:
     svc = env.service(service)
     timeout = httpx.Timeout(env.timeouts.request_s, connect=env.timeouts.connect_s)
-    return httpx.AsyncClient(base_url=svc.url, timeout=timeout)
+
+    async def lock(_: httpx.Request) -> None:
+        await using(service)
+
+    return httpx.AsyncClient(base_url=svc.url, timeout=timeout, event_hooks={"request": [lock]})

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from workbook.clients.platform.common import Check
-from workbook.env import Env
+from workbook.checks import using_now
+from workbook.clients.scope import Check
+from workbook.params import Env
 
 
 def client(env: Env, service: str = "redis") -> aioredis.Redis:
     svc = env.service(service)
+    using_now(service)
     return aioredis.Redis.from_url(svc.url, password=svc.secret(), decode_responses=True,
                                    socket_connect_timeout=env.timeouts.connect_s,
                                    socket_timeout=env.timeouts.request_s)

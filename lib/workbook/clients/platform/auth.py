@@ -12,9 +12,10 @@ from typing import Any
 import httpx
 
 from workbook.clients import postgres
-from workbook.clients.platform.common import (ApiClient, Check, PlatformError, Tokens, User, expect, new_password,
+from workbook.clients.scope import Check
+from workbook.clients.platform.common import (ApiClient, PlatformError, Tokens, User, expect, new_password,
                                               random_ip, tokens_from, unique_email)
-from workbook.env import Env
+from workbook.params import Env
 
 
 class AsyncAuth(ApiClient):

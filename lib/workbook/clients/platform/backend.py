@@ -9,9 +9,11 @@ from typing import Any
 
 import httpx
 
-from workbook.clients.platform.common import ApiClient, Check, PlatformError, User, expect
+from workbook.checks import using
+from workbook.clients.platform.common import ApiClient, PlatformError, User, expect
+from workbook.clients.scope import Check
 from workbook.clients.platform.ws import Socket, open_socket, refused_handshake
-from workbook.env import Env
+from workbook.params import Env
 
 
 # A run's status once it no longer moves by itself.
@@ -151,6 +153,7 @@ class AsyncBackend(ApiClient):
     async def socket(self, ck: Check | None, user: User | str, via: str = "header", **kwargs: Any) -> Socket:
         """An open socket for `user` (or a raw token) on this instance, closed with the check."""
         token = user if isinstance(user, str) else user.access
+        await using(self.service)
         sock = await open_socket(self.url, self.env.timeouts.request_s, token, via, **kwargs)
         if ck is not None:
             ck.defer(sock.close)
@@ -165,6 +168,7 @@ class AsyncBackend(ApiClient):
 
     async def socket_refused(self, token: str | None, via: str = "header",
                              headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+        await using(self.service)
         return await refused_handshake(self.url, self.env.timeouts.request_s, token, via, headers)
 
     async def metrics(self) -> str:

@@ -8,11 +8,13 @@ import json
 import re
 import secrets
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 
-from workbook.env import Env
+from workbook.checks import using
+from workbook.clients.scope import Check
+from workbook.params import Env
 
 _BENCH_NET = ipaddress.ip_network("198.18.0.0/15")
 EMAIL_DOMAIN = "example.test"
@@ -21,13 +23,6 @@ _JWT = re.compile(r"eyJ[\w-]*\.[\w-]*\.[\w-]*")
 
 class PlatformError(AssertionError):
     """The platform answered a typed call with something other than success."""
-
-
-class Check(Protocol):
-    @property
-    def ns(self) -> str: ...
-
-    def defer(self, fn: Any, *args: Any) -> None: ...
 
 
 @dataclass
@@ -120,6 +115,7 @@ class ApiClient:
     def __init__(self, env: Env, service: str, url: str | None = None):
         svc = env.service(service)
         self.env = env
+        self.service = service
         self.url = (url or svc.url).rstrip("/")
         timeout = httpx.Timeout(env.timeouts.request_s, connect=env.timeouts.connect_s)
         self.http = httpx.AsyncClient(base_url=self.url, timeout=timeout)
@@ -140,6 +136,7 @@ class ApiClient:
             h.setdefault("Authorization", f"Bearer {token}")
         if ip is not None:
             h.setdefault("X-Forwarded-For", ip)
+        await using(self.service)
         return await self.http.request(method, path, headers=h, **kwargs)
 
     async def get(self, path: str, **kwargs: Any) -> httpx.Response:

@@ -18,8 +18,9 @@ from typing import Any
 import httpx
 
 from workbook.checks import skip
-from workbook.clients.platform.common import ApiClient, Check, expect
-from workbook.env import Env
+from workbook.clients.scope import Check
+from workbook.clients.platform.common import ApiClient, expect
+from workbook.params import Env
 
 
 class AsyncLlm(ApiClient):

@@ -15,10 +15,11 @@ from typing import Any
 
 import httpx
 
-from workbook.checks import skip
+from workbook.checks import skip, using
 from workbook.clients.platform.auth import AsyncAuth
-from workbook.clients.platform.common import Check, expect
-from workbook.env import Env
+from workbook.clients.scope import Check
+from workbook.clients.platform.common import expect
+from workbook.params import Env
 
 MOCK_MARKER = "OpenID Connect Provider Mock"
 
@@ -68,8 +69,11 @@ class OidcFlow:
 
 async def oidc_flow(env: Env, auth: AsyncAuth, service: str = "oidc") -> OidcFlow:
     svc = env.service(service)
-    provider = httpx.AsyncClient(base_url=svc.url, timeout=httpx.Timeout(env.timeouts.request_s,
-                                                                          connect=env.timeouts.connect_s))
+    async def lock(_: httpx.Request) -> None:
+        await using(service)
+
+    provider = httpx.AsyncClient(base_url=svc.url, event_hooks={"request": [lock]},
+                                 timeout=httpx.Timeout(env.timeouts.request_s, connect=env.timeouts.connect_s))
     meta = expect(await provider.get("/.well-known/openid-configuration"), 200, "OIDC discovery").json()
     scriptable = MOCK_MARKER in (await provider.get("/")).text
     return OidcFlow(env, auth, provider, meta, scriptable)

@@ -1,0 +1,174 @@
+"""One embedded stack, many notebooks: a lock per service, so a fault stops only the checks it
+would break.
+
+A running check holds a shared lock on every service it has used (a client's request to a
+service takes it); a fault (`faults.kill`, `faults.alone`, or a check opened with `alone=`)
+holds exclusive locks on the services it breaks and on everything that depends on them
+(killing Redis breaks auth and the backends too). When run_all runs notebooks in parallel, no
+check meets an outage another notebook caused, a fault waits for the checks in flight that use
+what it breaks, and checks that use none of it go on.
+
+Deadlock-free by construction:
+- faults run one at a time (`faulting`, held for as long as a process holds anything
+  exclusively), so only one process ever holds exclusive locks, and it never waits on a
+  shared lock: it can use any other service while it holds its own;
+- a fault takes its set all at once: it lets go of what it holds, then tries every lock
+  without blocking and, if one is busy, lets go and retries; while it gathers, checks wait at
+  their start (`gathering`), so in-flight checks drain and new ones cannot starve it;
+- a check waits only at its start and on a lock the one faulting process holds.
+
+A fault opened in the middle of a check lets go of the check's locks while it gathers, so
+another notebook's fault may run in that moment; a check that will make a fault says so when
+it opens (`check(..., alone=(...))`) and holds its set from the start. flock locks belong to
+the open file, so each process keeps one open file per lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+RETRY_S = 0.02
+FAULTING, GATHERING = "_faulting", "_gathering"
+
+
+class ServiceLocks:
+    def __init__(self, directory: Path, depends_on: Mapping[str, Iterable[str]]):
+        self.directory = directory
+        self.depends_on = {name: tuple(deps) for name, deps in depends_on.items()}
+        self._fds: dict[str, int] = {}
+        self._used: set[str] = set()  # what the running check used
+        self._exclusive: list[frozenset[str]] = []  # nested exclusive holds, innermost last
+        self._held: dict[str, int] = {}  # service -> LOCK_SH / LOCK_EX as held now
+
+    def breaks(self, services: Iterable[str]) -> frozenset[str]:
+        """`services` and every service that (transitively) depends on one of them."""
+        out = set(services)
+        unknown = out - set(self.depends_on)
+        if unknown:
+            raise ValueError(f"no service {', '.join(sorted(unknown))} in the stack")
+        grew = True
+        while grew:
+            grew = False
+            for name, deps in self.depends_on.items():
+                if name not in out and out.intersection(deps):
+                    out.add(name)
+                    grew = True
+        return frozenset(out)
+
+    @property
+    def exclusive_now(self) -> frozenset[str]:
+        return frozenset().union(*self._exclusive)
+
+    # -- a check --------------------------------------------------------------------------------
+
+    def begin(self) -> None:
+        """A check starts: wait while a fault gathers its locks."""
+        fd = self._fd(GATHERING)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def would_wait(self, service: str) -> bool:
+        """Whether `use(service)` would block now (another process's fault holds it)."""
+        if service in self._held:
+            return False
+        fd = self._fd(service)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        self._held[service] = fcntl.LOCK_SH
+        self._used.add(service)
+        return False
+
+    def use(self, service: str) -> None:
+        """The running check uses `service`: hold it shared until the check ends (blocks while a
+        fault of another process holds it)."""
+        self._used.add(service)
+        if service in self._held:
+            return
+        fcntl.flock(self._fd(service), fcntl.LOCK_SH)
+        self._held[service] = fcntl.LOCK_SH
+
+    def end(self) -> None:
+        """The check ended: let go of everything, also exclusive holds it did not undo."""
+        for name in list(self._held):
+            fcntl.flock(self._fds[name], fcntl.LOCK_UN)
+        self._held.clear()
+        self._used.clear()
+        if self._exclusive:
+            self._exclusive.clear()
+            fcntl.flock(self._fd(FAULTING), fcntl.LOCK_UN)
+
+    # -- a fault --------------------------------------------------------------------------------
+
+    def exclusive(self, services: Iterable[str]) -> frozenset[str]:
+        """Hold `services` and what depends on them alone (nested holds add up); returns that set."""
+        wanted = self.breaks(services)
+        already = self.exclusive_now
+        first = not self._exclusive
+        self._exclusive.append(wanted)
+        if wanted <= already:
+            return wanted
+        self._let_go()
+        if first:
+            fcntl.flock(self._fd(FAULTING), fcntl.LOCK_EX)
+        self._gather()
+        return wanted
+
+    def shared_again(self) -> None:
+        """Undo the innermost `exclusive`; what the check used stays held shared, the rest is let go."""
+        if not self._exclusive:
+            return
+        self._exclusive.pop()
+        target = self._target()
+        for name, mode in list(self._held.items()):
+            want = target.get(name)
+            if want is None:
+                fcntl.flock(self._fds[name], fcntl.LOCK_UN)
+                del self._held[name]
+            elif want != mode:
+                fcntl.flock(self._fds[name], want)
+                self._held[name] = want
+        if not self._exclusive:
+            fcntl.flock(self._fd(FAULTING), fcntl.LOCK_UN)
+
+    def _target(self) -> dict[str, int]:
+        ex = self.exclusive_now
+        return {**{s: fcntl.LOCK_SH for s in self._used - ex}, **{s: fcntl.LOCK_EX for s in ex}}
+
+    def _let_go(self) -> None:
+        for name in list(self._held):
+            fcntl.flock(self._fds[name], fcntl.LOCK_UN)
+        self._held.clear()
+
+    def _gather(self) -> None:
+        target = sorted(self._target().items())
+        gathering = self._fd(GATHERING)
+        fcntl.flock(gathering, fcntl.LOCK_EX)
+        try:
+            while True:
+                got: list[str] = []
+                for name, mode in target:
+                    try:
+                        fcntl.flock(self._fd(name), mode | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        break
+                    got.append(name)
+                if len(got) == len(target):
+                    self._held.update(target)
+                    return
+                for name in got:
+                    fcntl.flock(self._fds[name], fcntl.LOCK_UN)
+                time.sleep(RETRY_S)
+        finally:
+            fcntl.flock(gathering, fcntl.LOCK_UN)
+
+    def _fd(self, name: str) -> int:
+        if name not in self._fds:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._fds[name] = os.open(self.directory / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        return self._fds[name]
