@@ -28,7 +28,7 @@ class AsyncLlm(ApiClient):
         super().__init__(env, service)
         self.root = self.url.removesuffix("/v1")
         self._key = env.service(service).secret() or ""
-        self.standin = bool(env.expect.get("agents", {}).get("llm_standin", False))
+        self.standin = env.expect.agents.llm_standin
 
     async def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """`path` under the provider's base URL (`/models`) or the stand-in's root (`/_standin/...`)."""
