@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import nbformat
+import yaml
 from nbformat.v4 import new_code_cell, new_notebook
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,7 +26,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 def make_root(root: Path, count: int) -> None:
     (root / "params").mkdir()
-    (root / "params" / "local.yaml").write_text("description: no services (benchmark)\n")
+    # The repo's local params (every budget and expectation is required) without the stack.
+    params = yaml.safe_load((REPO / "params" / "local.yaml").read_text())
+    params.update({"stack": "none", "services": {}, "description": "no services (benchmark)"})
+    (root / "params" / "local.yaml").write_text(yaml.safe_dump(params))
     (root / "notebooks").mkdir()
     for i in range(count):
         nb = new_notebook()
