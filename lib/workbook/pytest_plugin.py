@@ -42,3 +42,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     if (lease := session.config.stash.get(_lease, None)) is not None:
         lease.release()
+
+
+@pytest.fixture(scope="session")
+def embedded_stack(request: pytest.FixtureRequest) -> None:
+    """For a test (not a notebook) that needs the env's stack up: the same lease as the notebooks,
+    so the stack it starts is reused by them and stopped by the same rule."""
+    request.config.stash[_lease].up()
