@@ -171,8 +171,13 @@ class check:
         self._cleanups.append((fn, args))
 
     def _lock(self) -> None:
+        # The check's time starts before its wait for other notebooks' faults: that wait is
+        # reported in its own field (waited_s), not hidden.
+        self._t0 = time.perf_counter()
+        self._started = utcnow()
         locks = self.ledger.locks
         if locks is not None:
+            locks.waited()  # what earlier waits cost belongs to no check
             if self.alone:
                 locks.exclusive(self.alone)
             else:
@@ -180,8 +185,6 @@ class check:
 
     def _begin(self) -> check:
         self.ledger.running = self
-        self._t0 = time.perf_counter()
-        self._started = utcnow()
         return self
 
     def __enter__(self) -> check:
@@ -221,8 +224,10 @@ class check:
     def _finish(self, exc: BaseException | None, tb: TracebackType | None,
                 cleanup_error: BaseException | None) -> bool:
         self.ledger.running = None
+        waited = 0.0
         if self.ledger.locks is not None:
             self.ledger.locks.end()
+            waited = self.ledger.locks.waited()
         duration = time.perf_counter() - self._t0
         if exc is None and cleanup_error is not None:
             exc = WorkbookError(f"cleanup failed: {_message(cleanup_error, cleanup_error.__traceback__)}")
@@ -238,7 +243,7 @@ class check:
         self.ledger.record(CheckResult(
             id=self.id, notebook=self.ledger.notebook, section=self.ledger.section, check=self.name,
             status=status, duration_s=round(duration, 4), message=message, traceback=tb_text,
-            started_at=self._started,
+            started_at=self._started, waited_s=round(waited, 3),
         ))
         mark = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}[status]
         print(f"{mark} {self.id} ({duration * 1000:.0f} ms){' - ' + message if message else ''}")

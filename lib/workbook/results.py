@@ -31,6 +31,8 @@ class CheckResult(BaseModel):
     message: str = ""
     traceback: str = ""
     started_at: str = Field(default_factory=utcnow)
+    # Of duration_s: seconds blocked while another notebook's fault held a service this check uses.
+    waited_s: float = 0.0
 
 
 class NotebookLedger(BaseModel):
@@ -57,6 +59,8 @@ class NotebookResult(BaseModel):
     duration_s: float
     error: str = ""  # why the notebook failed outside its checks (timeout, dead kernel, setup cell)
     output: str = ""  # executed notebook, relative to the run directory
+    # CPU seconds its kernel used: the rest of duration_s was waiting (on the platform, on locks).
+    kernel_cpu_s: float = 0.0
 
 
 class Totals(BaseModel):

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import psutil
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -86,6 +87,17 @@ def plan(notebooks_dir: Path, patterns: list[str]) -> list[Planned]:
         if selected is not None:
             out.append(Planned(path.stem, selected))
     return out
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    """CPU seconds (user + system) a kernel process used so far; 0 if it is gone."""
+    if pid is None:
+        return 0.0
+    try:
+        t = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return t.user + t.system
 
 
 def scrub(path: Path, secrets: list[str]) -> None:
@@ -265,6 +277,7 @@ class Runner:
             status, error = "error", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         finally:
             timer.cancel()
+            cpu_s = _cpu_seconds(KernelPool.pid(km))
             pool.release(km)
         if self._stop.is_set() and status != "passed":
             error = f"interrupted (Ctrl-C) after {len(self._ledger(p.name))} recorded check(s)"
@@ -278,7 +291,7 @@ class Runner:
                      f"{len(self._ledger(p.name))} recorded check(s)")
         self._finish_output(out, ledger_path, status)
         return NotebookResult(name=p.name, status=status, duration_s=round(time.monotonic() - t0, 3),
-                              error=error, output=out.name if out.exists() else "")
+                              error=error, output=out.name if out.exists() else "", kernel_cpu_s=round(cpu_s, 2))
 
     def _finish_output(self, out: Path, ledger_path: Path, status: str) -> None:
         import nbformat
@@ -294,11 +307,15 @@ class Runner:
             nbformat.write(nb, out)
             scrub(out, secrets)
 
-    @staticmethod
-    def _print_notebook(console: Console, r: NotebookResult) -> None:
+    def _print_notebook(self, console: Console, r: NotebookResult) -> None:
         mark = {"passed": "[green]PASS[/]", "failed": "[red]FAIL[/]"}.get(r.status, f"[red]{r.status.upper()}[/]")
-        console.print(f"{mark} {r.name} ({r.duration_s:.1f}s){' - ' + r.error if r.error else ''}",
-                      highlight=False)
+        waited = sum(c.waited_s for c in self._ledger(r.name))
+        # Where a notebook's time went: its kernel working (CPU), or waiting - on the platform's
+        # answers and clocks, on its own start, and on other notebooks' faults (told apart).
+        idle = max(0.0, r.duration_s - r.kernel_cpu_s)
+        split = (f"{r.duration_s:.1f}s: working {r.kernel_cpu_s:.1f}s, waiting {idle:.1f}s, "
+                 f"{waited:.1f}s of it behind other notebooks' faults")
+        console.print(f"{mark} {r.name} ({split}){' - ' + r.error if r.error else ''}", highlight=False)
 
     def _print_summary(self, results: RunResults, html: Path) -> None:
         t = results.totals
@@ -313,4 +330,8 @@ class Runner:
             f"{verdict}: {t.passed} passed, {t.failed} failed, {t.skipped} skipped; "
             f"{len(results.notebooks) - t.notebooks_failed}/{len(results.notebooks)} notebooks passed "
             f"in {results.duration_s:.1f}s", highlight=False)
+        own = sum(n.duration_s for n in results.notebooks)
+        if results.duration_s > 0 and len(results.notebooks) > 1:
+            self.console.print(f"the notebooks' own times add up to {own:.1f}s: {own / results.duration_s:.1f}x "
+                               f"from running {self.opts.parallel} at a time", highlight=False)
         self.console.print(f"report: {html}", highlight=False)

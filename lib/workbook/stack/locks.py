@@ -43,6 +43,14 @@ class ServiceLocks:
         self._used: set[str] = set()  # what the running check used
         self._exclusive: list[frozenset[str]] = []  # nested exclusive holds, innermost last
         self._held: dict[str, int] = {}  # service -> LOCK_SH / LOCK_EX as held now
+        # Seconds spent blocked on other processes since the last `waited()` (what a fault of
+        # another notebook cost this one; run_all reports it).
+        self._waited = 0.0
+
+    def waited(self) -> float:
+        """Seconds blocked on other processes' locks since the last call."""
+        out, self._waited = self._waited, 0.0
+        return out
 
     def breaks(self, services: Iterable[str]) -> frozenset[str]:
         """`services` and every service that (transitively) depends on one of them."""
@@ -68,8 +76,10 @@ class ServiceLocks:
     def begin(self) -> None:
         """A check starts: wait while a fault gathers its locks."""
         fd = self._fd(GATHERING)
+        t0 = time.monotonic()
         fcntl.flock(fd, fcntl.LOCK_SH)
         fcntl.flock(fd, fcntl.LOCK_UN)
+        self._waited += time.monotonic() - t0
 
     def would_wait(self, service: str) -> bool:
         """Whether `use(service)` would block now (another process's fault holds it)."""
@@ -90,7 +100,9 @@ class ServiceLocks:
         self._used.add(service)
         if service in self._held:
             return
+        t0 = time.monotonic()
         fcntl.flock(self._fd(service), fcntl.LOCK_SH)
+        self._waited += time.monotonic() - t0
         self._held[service] = fcntl.LOCK_SH
 
     def end(self) -> None:
@@ -113,10 +125,12 @@ class ServiceLocks:
         self._exclusive.append(wanted)
         if wanted <= already:
             return wanted
+        t0 = time.monotonic()
         self._let_go()
         if first:
             fcntl.flock(self._fd(FAULTING), fcntl.LOCK_EX)
         self._gather()
+        self._waited += time.monotonic() - t0
         return wanted
 
     def shared_again(self) -> None:
