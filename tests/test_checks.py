@@ -145,3 +145,13 @@ def test_bad_ids_and_missing_section(project: Path) -> None:
         check("x")
     with pytest.raises(WorkbookError, match="lower_snake_case"):
         section("Bad Name")
+
+
+def test_measurements_are_kept_whether_the_check_passes_or_not(ledger: Path) -> None:
+    with check("fast") as ck:
+        assert ck.measure("p95", 12.5, budget=100) <= 100
+    with check("slow") as ck:
+        assert ck.measure("p95", 250.0, budget=100) <= 100, "over budget"
+    fast, slow = NotebookLedger.read(ledger).checks
+    assert [(m.name, m.value, m.unit, m.budget) for m in fast.measurements] == [("p95", 12.5, "ms", 100)]
+    assert slow.status == "failed" and slow.measurements[0].value == 250.0

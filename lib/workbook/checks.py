@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from workbook.errors import WorkbookError
 from workbook.params import Env
-from workbook.results import CheckResult, NotebookLedger, utcnow
+from workbook.results import CheckResult, Measurement, NotebookLedger, utcnow
 from workbook.stack.locks import ServiceLocks
 
 ID_RE = re.compile(r"^[a-z0-9_]+$")
@@ -156,6 +156,7 @@ class check:
         self.ledger = ledger
         self.id = f"{ledger.notebook}.{ledger.section}.{name}"
         self._cleanups: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+        self._measurements: list[Measurement] = []
         self.alone = alone
         self._t0 = 0.0
         self._started = ""
@@ -165,6 +166,12 @@ class check:
         """This check's own namespace for users, keys, rows and tables (run id + check id)."""
         raw = f"wb_{self.ledger.run_id}_{self.ledger.section}_{self.name}".lower()
         return re.sub(r"[^a-z0-9_]", "_", raw)[:63]
+
+    def measure(self, name: str, value: float, unit: str = "ms", budget: float | None = None) -> float:
+        """Record a figure this check measured (into results.json, passed or not); returns it, so
+        `assert ck.measure("p95", p95, budget=b) <= b` reads as one line."""
+        self._measurements.append(Measurement(name=name, value=round(float(value), 3), unit=unit, budget=budget))
+        return value
 
     def defer(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run `fn(*args)` when the check ends, passed or failed; last registered runs first."""
@@ -243,7 +250,7 @@ class check:
         self.ledger.record(CheckResult(
             id=self.id, notebook=self.ledger.notebook, section=self.ledger.section, check=self.name,
             status=status, duration_s=round(duration, 4), message=message, traceback=tb_text,
-            started_at=self._started, waited_s=round(waited, 3),
+            started_at=self._started, waited_s=round(waited, 3), measurements=self._measurements,
         ))
         mark = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}[status]
         print(f"{mark} {self.id} ({duration * 1000:.0f} ms){' - ' + message if message else ''}")

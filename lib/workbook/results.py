@@ -21,6 +21,16 @@ def utcnow() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+class Measurement(BaseModel):
+    """A figure a check measured (a latency percentile, a rate), kept even when the check passes,
+    so trends and environments can be compared."""
+
+    name: str
+    value: float
+    unit: str = "ms"
+    budget: float | None = None  # the limit the check held it to, if any
+
+
 class CheckResult(BaseModel):
     id: str  # <notebook>.<section>.<check>
     notebook: str
@@ -33,6 +43,7 @@ class CheckResult(BaseModel):
     started_at: str = Field(default_factory=utcnow)
     # Of duration_s: seconds blocked while another notebook's fault held a service this check uses.
     waited_s: float = 0.0
+    measurements: list[Measurement] = []
 
 
 class NotebookLedger(BaseModel):
