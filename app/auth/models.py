@@ -23,6 +23,7 @@ refresh_families = Table(
     Column("user_id", UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("revoked_at", DateTime(timezone=True)),
+    # One of migration 0002's reasons, set together with revoked_at (the database refuses otherwise).
     Column("revoked_reason", String(32)),
 )
 
@@ -46,6 +47,8 @@ audit_log = Table(
     Column("ip", Text),
     Column("user_agent", Text),
     Column("detail", JSONB, nullable=False, server_default="{}"),
+    # Stamped by a trigger with the inserting database role (migration 0003), never by the service.
+    Column("written_by", Text),
 )
 
 oidc_identities = Table(

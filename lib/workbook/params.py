@@ -80,8 +80,6 @@ class PreflightBudgets(Strict):
 class AuthBudgets(Strict):
     # an open circuit breaker answers without waiting for the dead peer
     breaker_fail_fast_ms: float
-    # unknown email vs wrong password: the largest difference in login time allowed
-    enumeration_ms: float
 
 
 class WsBudgets(Strict):
