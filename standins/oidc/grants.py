@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from authlib.oauth2 import OAuth2Request
 from authlib.oauth2.rfc6749 import (
@@ -21,11 +21,7 @@ from authlib.oauth2.rfc7636.challenge import CODE_VERIFIER_PATTERN
 from authlib.oidc.core import OpenIDCode, UserInfo, UserInfoEndpoint
 
 from standins.oidc.models import AuthorizationCode, Client, Token, User, secret_hash
-
-if TYPE_CHECKING:
-    from standins.oidc.app import Provider
-
-ALG = "RS256"
+from standins.oidc.provider import ALG, Provider
 
 
 class S256Pkce(CodeChallenge):
