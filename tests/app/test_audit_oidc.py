@@ -1,4 +1,4 @@
-"""Audit rows and their protection; OIDC login against the real oidc-provider-mock."""
+"""Audit rows and their protection; OIDC login against the real OIDC stand-in (standins.oidc)."""
 
 from __future__ import annotations
 

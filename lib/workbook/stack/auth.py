@@ -3,7 +3,8 @@
 It gets its own database (`auth`) in the stack's PostgreSQL, a key directory under its data
 dir (a first key is generated there), and generated passwords for the audit role and the
 service clients. The `password` the stack hands it is the secret of the `workbook` service
-client, which may ask for every scope.
+client, which may ask for every scope. Its OIDC client is registered with the stack's provider
+for this instance's callback URL, so the provider holds auth to the redirect URI it really has.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 
+from workbook.stack.oidc import register_client
 from workbook.stack.platform_config import auth_env
 from workbook.stack.postgres import ensure_database
 from workbook.stack.service import Launch, PlatformService
@@ -45,6 +47,9 @@ class AuthService(PlatformService):
         data = paths.data(self.name)
         (data / "keys").mkdir(parents=True, exist_ok=True)
         base = self.url(port)
+        callback = f"{base}/auth/oidc/callback"
+        oidc_client_id, oidc_client_secret = register_client(oidc.url, stack_secret(paths, "oidc"), "platform-auth",
+                                                             callback)
         clients = {
             "workbook": {"secret": password, "scopes": WORKBOOK_SCOPES},
             "backend": {"secret": stack_secret(paths, "auth-client-backend"), "scopes": ["auth:introspect"]},
@@ -64,9 +69,9 @@ class AuthService(PlatformService):
             # Past the backend's JWKS refetch guard (1 s locally), short so rotation checks are quick.
             "AUTH_KEY_ACTIVATION_DELAY_S": "2",
             "AUTH_OIDC_PROVIDER_URL": oidc.url,
-            "AUTH_OIDC_CLIENT_ID": "platform-auth",
-            "AUTH_OIDC_CLIENT_SECRET": stack_secret(paths, "auth-oidc-client"),
-            "AUTH_OIDC_REDIRECT_URI": f"{base}/auth/oidc/callback",
+            "AUTH_OIDC_CLIENT_ID": oidc_client_id,
+            "AUTH_OIDC_CLIENT_SECRET": oidc_client_secret,
+            "AUTH_OIDC_REDIRECT_URI": callback,
             "AUTH_SERVICE_CLIENTS": json.dumps(clients),
             # Everything reaches it from 127.0.0.1; checks name their client IP with X-Forwarded-For.
             "AUTH_TRUSTED_PROXIES": json.dumps(["127.0.0.1"]),

@@ -1,4 +1,5 @@
-"""ClickHouse: a `clickhouse` binary on PATH if there is one, else chDB behind our HTTP gateway.
+"""ClickHouse: a `clickhouse` binary on PATH if there is one, else the ClickHouse stand-in
+(`python -m standins.clickhouse`: chDB behind ClickHouse's HTTP interface).
 
 Either way clients speak ClickHouse's HTTP protocol, so notebooks use clickhouse-connect
 unchanged in every environment.
@@ -53,7 +54,7 @@ class ClickHouse(ServiceSpec):
             write_private(data / "config.xml", SERVER_CONFIG.format(
                 port=port, data=data, sha=hashlib.sha256(password.encode()).hexdigest()))
             return Launch(argv=[binary, "server", f"--config-file={data / 'config.xml'}"])
-        return Launch(argv=[sys.executable, "-m", "workbook.stack.chdb_gateway", "--host", "127.0.0.1",
+        return Launch(argv=[sys.executable, "-m", "standins.clickhouse", "--host", "127.0.0.1",
                             "--port", str(port), "--data-dir", str(data / "chdb"),
                             "--password-file", str(pwfile)])
 

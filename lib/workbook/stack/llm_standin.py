@@ -1,4 +1,4 @@
-"""The LLM stand-in (`python -m app.llm_standin`): the OpenAI-compatible model server the
+"""The LLM stand-in (`python -m standins.llm`): the OpenAI-compatible model server the
 platform's agents call in local runs, in place of a real provider.
 
 Its URL is the OpenAI base URL (`http://127.0.0.1:<port>/v1`), as a provider's is in other
@@ -26,7 +26,7 @@ class LlmStandin(ServiceSpec):
     start_timeout_s = 30.0
 
     def prepare(self, paths: Paths, port: int, password: str) -> Launch:
-        return Launch(argv=[sys.executable, "-m", "app.llm_standin", "--host", "127.0.0.1", "--port", str(port)],
+        return Launch(argv=[sys.executable, "-m", "standins.llm", "--host", "127.0.0.1", "--port", str(port)],
                       env={"LLM_STANDIN_ENV": "local", "LLM_STANDIN_API_KEY": password})
 
     def url(self, port: int) -> str:

@@ -1,5 +1,5 @@
 """Client of the env's model provider as the workbook sees it: the LLM stand-in's request log
-and fault injection (`app/llm_standin`), and the OpenAI-compatible `/v1` any provider has.
+and fault injection (`standins/llm`), and the OpenAI-compatible `/v1` any provider has.
 
     llm = platform.llm(wb)
     await llm.fault(ck, user.id, "status", count=2, status=500)   # the user's next 2 model calls fail

@@ -4,9 +4,9 @@ provider's consent, the provider's redirect back to auth's callback.
     flow = await oidc_flow(wb, platform)
     body = await flow.login(ck, sub="someone@example.test", ip=ip)   # tokens + user, session ended with the check
 
-The consent step posts oidc-provider-mock's form (a `sub` logs in, `action=deny` refuses);
-against any other provider `flow.scriptable` is False and `consent` skips the calling check,
-since a real provider's login page cannot be scripted.
+The consent step posts the stand-in provider's form (standins.oidc: a `sub` logs in,
+`action=deny` refuses); against any other provider `flow.scriptable` is False and `consent`
+skips the calling check, since a real provider's login page cannot be scripted.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from workbook.clients.scope import Check
 from workbook.clients.platform.common import expect
 from workbook.params import Env
 
-MOCK_MARKER = "OpenID Connect Provider Mock"
+# What the stand-in's home page says of its consent form (standins.oidc.SCRIPTABLE_MARKER;
+# the workbook never imports the stand-ins, it only talks to them).
+SCRIPTABLE_MARKER = "standins.oidc scriptable consent"
 
 
 def state_key(authorize_url: httpx.URL) -> str:
@@ -46,7 +48,7 @@ class OidcFlow:
         """The provider's answer to the user (`sub` logs in, or action="deny"): its redirect to auth."""
         if not self.scriptable:
             skip(f"the provider at {self.provider.base_url} has no scriptable consent form "
-                 "(oidc-provider-mock only)")
+                 "(the stand-in standins.oidc only)")
         resp = await self.provider.post(str(authorize_url), data={"sub": sub, **({"action": action} if action else {})})
         return httpx.URL(expect(resp, 302, "provider consent").headers["location"])
 
@@ -75,5 +77,5 @@ async def oidc_flow(env: Env, auth: AsyncAuth, service: str = "oidc") -> OidcFlo
     provider = httpx.AsyncClient(base_url=svc.url, event_hooks={"request": [lock]},
                                  timeout=httpx.Timeout(env.timeouts.request_s, connect=env.timeouts.connect_s))
     meta = expect(await provider.get("/.well-known/openid-configuration"), 200, "OIDC discovery").json()
-    scriptable = MOCK_MARKER in (await provider.get("/")).text
+    scriptable = SCRIPTABLE_MARKER in (await provider.get("/")).text
     return OidcFlow(env, auth, provider, meta, scriptable)

@@ -12,11 +12,11 @@ from fastapi import FastAPI, Query, Request, Response
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.llm_standin import completions, errors
-from app.llm_standin.errors import OpenAIError, validation_error
-from app.llm_standin.schemas import FaultSpec
-from app.llm_standin.settings import LlmStandinSettings
-from app.llm_standin.store import Standin
+from standins.llm import completions, errors
+from standins.llm.errors import OpenAIError, validation_error
+from standins.llm.schemas import FaultSpec
+from standins.llm.settings import LlmStandinSettings
+from standins.llm.store import Standin
 
 PROTECTED = ("/v1/", "/_standin/")
 

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.llm_standin.tokens import count
+from standins.llm.tokens import count
 from workbook.stack.llm_standin import root_url
 
 LARGE = "standin-large"
@@ -153,7 +153,7 @@ def test_other_roles_json_and_plain_text(api: httpx.Client) -> None:
 
 
 def recount(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, answer: dict[str, Any]) -> dict:
-    """Usage as app/llm_standin/tokens.py documents it, recounted here from the words."""
+    """Usage as standins/llm/tokens.py documents it, recounted here from the words."""
     def text(content: Any) -> str:
         if isinstance(content, list):
             return "\n".join(p["text"] for p in content if p.get("type") == "text")
@@ -327,6 +327,6 @@ def test_unknown_model_and_bad_bodies_are_openai_errors(api: httpx.Client, user:
 
 def test_missing_key_exits_2_naming_the_variable() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLM_STANDIN_")}
-    r = subprocess.run([sys.executable, "-m", "app.llm_standin", "--port", "1"], env=env, capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "standins.llm", "--port", "1"], env=env, capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 2 and "LLM_STANDIN_API_KEY" in r.stderr, r.stderr

@@ -20,8 +20,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from app.llm_standin.schemas import ChatRequest, Message, NamedToolChoice, Tool
-from app.llm_standin.tokens import content_text
+from standins.llm.schemas import ChatRequest, Message, NamedToolChoice, Tool
+from standins.llm.tokens import content_text
 
 _ROLE = re.compile(r"agent:\s*([a-z_]+)", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")

@@ -12,8 +12,8 @@ from collections import deque
 from itertools import count, islice
 from typing import Any
 
-from app.llm_standin.schemas import FaultSpec
-from app.llm_standin.settings import LlmStandinSettings
+from standins.llm.schemas import FaultSpec
+from standins.llm.settings import LlmStandinSettings
 
 
 class Fault:

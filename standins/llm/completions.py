@@ -20,11 +20,11 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
-from app.llm_standin import policy, tokens
-from app.llm_standin.errors import OpenAIError, injected, validation_error
-from app.llm_standin.policy import Answer
-from app.llm_standin.schemas import ChatRequest
-from app.llm_standin.store import Fault, Standin
+from standins.llm import policy, tokens
+from standins.llm.errors import OpenAIError, injected, validation_error
+from standins.llm.policy import Answer
+from standins.llm.schemas import ChatRequest
+from standins.llm.store import Fault, Standin
 
 WORDS_PER_CHUNK = 3
 

@@ -1,4 +1,5 @@
-"""The chDB gateway as clickhouse-connect sees it: a real subprocess on a real port."""
+"""The ClickHouse stand-in (chDB behind ClickHouse's HTTP interface) as clickhouse-connect sees it:
+a real subprocess on a real port."""
 
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ def running_gateway(data_dir: Path, log: Path, *extra: str) -> Iterator[Gateway]
     port = free_port()
     with open(log, "ab") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "workbook.stack.chdb_gateway", "--host", "127.0.0.1", "--port", str(port),
+            [sys.executable, "-m", "standins.clickhouse", "--host", "127.0.0.1", "--port", str(port),
              "--data-dir", str(data_dir), *extra],
             stdout=sink, stderr=subprocess.STDOUT)
     try:
@@ -105,7 +106,7 @@ def running_gateway(data_dir: Path, log: Path, *extra: str) -> Iterator[Gateway]
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    root = tmp_path_factory.mktemp("chdb_gateway")
+    root = tmp_path_factory.mktemp("clickhouse_standin")
     with running_gateway(root / "data", root / "gateway.log") as gw:
         yield gw
 

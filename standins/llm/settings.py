@@ -1,7 +1,7 @@
 """The stand-in's settings: `LLM_STANDIN_*` environment variables.
 
-Kept apart from app/common/settings.py because the stand-in is not part of the platform under
-test: it replaces the model provider the platform calls.
+The stand-in is not part of the platform under test (it replaces the model provider the
+platform calls), so its settings share nothing with the platform's.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from typing import ClassVar
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from app.common.settings import _ServiceSettings
+from standins.config import StandinSettings
 
 
-class LlmStandinSettings(_ServiceSettings):
+class LlmStandinSettings(StandinSettings):
     model_config = SettingsConfigDict(env_prefix="LLM_STANDIN_", extra="ignore", frozen=True)
     secret_fields: ClassVar[tuple[str, ...]] = ("api_key",)
 

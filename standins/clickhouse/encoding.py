@@ -1,0 +1,57 @@
+"""HTTP bodies: the compressed request bodies clickhouse-connect sends, and each output
+format's Content-Type."""
+
+from __future__ import annotations
+
+import gzip
+import sys
+import zlib
+
+if sys.version_info >= (3, 14):
+    from compression import zstd
+else:
+    from backports import zstd
+
+try:
+    import lz4.frame as lz4_frame
+except ImportError:  # clickhouse-connect sends lz4 only when it has lz4 itself
+    lz4_frame = None
+
+from standins.clickhouse.errors import ClickHouseError
+
+BINARY_FORMATS = ("native", "rowbinary", "arrow", "parquet", "orc", "avro", "protobuf", "capnproto",
+                  "msgpack", "npy", "bson")
+
+
+def decompress(body: bytes, encoding: str) -> bytes:
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding == "gzip":
+        return gzip.decompress(body)
+    if encoding == "deflate":
+        return zlib.decompress(body)
+    if encoding == "zstd":
+        return zstd.decompress(body)
+    if encoding == "lz4" and lz4_frame is not None:
+        # clickhouse-connect sends one lz4 frame per block; the decompressor stops after each.
+        parts = []
+        while body:
+            frame = lz4_frame.LZ4FrameDecompressor()
+            parts.append(frame.decompress(body))
+            body = frame.unused_data
+        return b"".join(parts)
+    raise ClickHouseError(36, f"Unknown HTTP Content-Encoding: {encoding}", "BAD_ARGUMENTS")
+
+
+def content_type(fmt: str) -> str:
+    lower = fmt.lower()
+    if lower.startswith(("tabseparated", "tsv")):
+        return "text/tab-separated-values; charset=UTF-8"
+    if lower.startswith("csv"):
+        return f"text/csv; charset=UTF-8; header={'present' if 'withnames' in lower else 'absent'}"
+    if lower.startswith("json"):
+        return "application/json; charset=UTF-8"
+    if lower.startswith(BINARY_FORMATS):
+        return "application/octet-stream"
+    return "text/plain; charset=UTF-8"
