@@ -1,7 +1,8 @@
 """Every agent the platform runs, with what it is for and the tools it may call.
 
 Entry agents can be started as a run (`agent` of `POST /api/threads/{id}/runs`); the others
-run only when the supervisor hands off to them.
+run only when the supervisor hands off to them. Test agents (the scripted `probe`) exist only
+in a process built with them (`BACKEND_TEST_AGENTS`): elsewhere their names are unknown.
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ AGENTS = (
           tuple(admin.CORPUS_TOOLS), entry=True),
     Agent("supply_researcher", "Reads and records model prices in the supply catalog.", admin.supply_researcher,
           tuple(admin.SUPPLY_TOOLS), entry=True),
+)
+# Test-only: it reports a scripted result without doing any work, so only a process that asks
+# for test agents lists it.
+TEST_AGENTS = (
     Agent("probe", "A scripted run without a model, for checking the event gateway.", probe.run, entry=True,
           uses_model=False, own_steps=True),
 )
@@ -80,5 +85,5 @@ class Registry:
         return {name: a.run for name, a in self._by_name.items()}
 
 
-def registry() -> Registry:
-    return Registry(AGENTS)
+def registry(test_agents: bool) -> Registry:
+    return Registry([*AGENTS, *(TEST_AGENTS if test_agents else ())])

@@ -62,7 +62,7 @@ class Context:
         catalog = Catalog(db, redis, settings.price_cache_ttl_s)
         clickhouse = ClickHouse(settings.clickhouse_url, settings.clickhouse_user, settings.secret("clickhouse_password"),
                                 settings.clickhouse_database, t)
-        agents = registry()
+        agents = registry(settings.test_agents)
         runner = Runner(settings, agents, Services(db=db, redis=redis, bus=bus, llm=llm, catalog=catalog,
                                                    clickhouse=clickhouse, agents=agents.runs()))
         return cls(settings=settings, db=db, redis=redis, http=http,
