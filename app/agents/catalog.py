@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.backend.models import supply_models, supply_price_history
+from app.common.tables import supply_models, supply_price_history
 
 MILLION = Decimal(1_000_000)
 

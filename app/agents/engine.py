@@ -14,22 +14,23 @@ from typing import Any
 
 from sqlalchemy import update
 
-from app.agents.registry import AGENTS
+from app.agents import metrics
+from app.agents.registry import Agent
 from app.agents.scope import AgentFailure, RunScope, StopRequested
-from app.backend import metrics, threads
-from app.backend.models import runs
+from app.common import threads
+from app.common.tables import runs
 
 log = logging.getLogger("app.agents")
 
 USAGE_COLUMNS = ["run_id", "seq", "user_id", "agent", "model", "prompt_tokens", "completion_tokens", "cost_usd", "ts"]
 
 
-async def execute(scope: RunScope, agent: str, data: dict[str, Any]) -> None:
+async def execute(scope: RunScope, spec: Agent, data: dict[str, Any]) -> None:
     run_id = uuid.UUID(scope.ctx.run_id)
+    agent = spec.name
     try:
         await _set(scope, run_id, status="running", started_at=datetime.now(timezone.utc))
         async with asyncio.timeout(scope.limits.run_timeout_s):
-            spec = AGENTS[agent]
             result = await (spec.run(scope, data) if spec.own_steps else scope.hand_off(agent, data, None))
             await scope.checkpoint()
         result = {**result, "handoffs": scope.handoffs} if scope.handoffs else result

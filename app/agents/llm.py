@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from app.backend.breaker import BreakerOpen, CircuitBreaker
+from app.common.breaker import BreakerOpen, CircuitBreaker
 from app.common.settings import BackendSettings
 
 Delta = Callable[[str], Awaitable[None]]

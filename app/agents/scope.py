@@ -3,6 +3,11 @@ event goes out, so the steps table and the event stream always agree.
 
 Agents act only through this: `think` (a model call), `use_tool` (the dispatcher), `hand_off`
 (run another agent with this one's output), `ask` (wait for the user's answer).
+
+What a run needs from the process running it comes in through `Services`: the stores, the
+model client, and two things this package defines and the backend provides: the `EventSink`
+a step's event goes out through, and the agents a run may hand off to (the registry's: it
+imports the agents, which import this).
 """
 
 from __future__ import annotations
@@ -11,25 +16,24 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.agents import metrics
 from app.agents.catalog import Catalog, money
 from app.agents.context import ExecutionContext, Limits
 from app.agents.llm import Completion, LlmClient, LlmError, ToolCall
 from app.agents.tools import Tool, ToolFailure, dispatch
-from app.backend import metrics
-from app.backend.events import EventBus
-from app.backend.models import run_steps, runs, usage_records
 from app.common.clickhouse import ClickHouse
+from app.common.tables import run_steps, runs, usage_records
 from app.common.text import storable
 
 SUMMARY_CHARS = 300
@@ -57,14 +61,28 @@ def input_key(run_id: str, round_: int) -> str:
     return f"run:input:{run_id}:{round_}"
 
 
+Persist = Callable[[dict[str, Any]], Awaitable[None]]
+AgentRun = Callable[["RunScope", dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class EventSink(Protocol):
+    """Where a run's events go out (the backend's EventBus: numbered per thread, kept for
+    replay, delivered to the owner's sockets)."""
+
+    async def emit(self, owner_id: str, thread_id: str, type_: str, payload: dict[str, Any],
+                   run_id: str | None = None, persist: Persist | None = None) -> dict[str, Any]:
+        """Number the event, run `persist` with it before anyone can receive it, then deliver it."""
+
+
 @dataclass
 class Services:
     db: AsyncEngine
     redis: Redis
-    bus: EventBus
+    bus: EventSink
     llm: LlmClient
     catalog: Catalog
     clickhouse: ClickHouse
+    agents: Mapping[str, AgentRun]  # by name: what `hand_off` runs
 
 
 @dataclass
@@ -136,8 +154,8 @@ class RunScope:
 
     # -- what agents do ----------------------------------------------------------------------------
 
-    async def think(self, agent: str, messages: list[dict[str, Any]], *, tools: list[Tool] | None = None,
-                    json_output: bool = False, stream: bool = False,
+    async def think(self, agent: str, messages: list[dict[str, Any]], *,
+                    tools: list[Tool[RunScope]] | None = None, json_output: bool = False, stream: bool = False,
                     note: dict[str, Any] | None = None) -> Completion:
         """One model call: streamed pieces go out as partial `agent_thinking` events, then one
         `agent_thinking` step carrying the model, usage and cost."""
@@ -173,7 +191,7 @@ class RunScope:
         metrics.agent_step_seconds.labels(agent, "model_call").observe(took / 1000)
         return done
 
-    async def use_tool(self, agent: str, tools: list[Tool], call: ToolCall) -> Any:
+    async def use_tool(self, agent: str, tools: list[Tool[RunScope]], call: ToolCall) -> Any:
         """Run the model's tool call through the dispatcher; a bad call fails the step and the agent."""
         await self.checkpoint()
         head = {"tool": call.name, "call_id": call.id, "args_summary": call.arguments[:200]}
@@ -197,13 +215,11 @@ class RunScope:
 
     async def hand_off(self, to: str, data: dict[str, Any], source: str | None) -> dict[str, Any]:
         """Run agent `to` with `data`; its start and end are steps, the handoff is recorded."""
-        from app.agents.registry import AGENTS  # the registry imports the agents, which import this
-
         await self.checkpoint()
         self.handoffs.append({"from": source, "to": to, "keys": sorted(data)})
         await self.step("agent_started", to, to, {"handoff": {"from": source, "input": data}})
         t0 = time.perf_counter()
-        output = await AGENTS[to].run(self, data)
+        output = await self.services.agents[to](self, data)
         took = round((time.perf_counter() - t0) * 1000, 2)
         await self.step("agent_completed", to, to, {"output": output, "duration_ms": took}, duration_ms=took)
         metrics.agent_step_seconds.labels(to, "agent").observe(took / 1000)

@@ -12,16 +12,16 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Generic, TypeVar
 
 from jsonschema import Draft202012Validator
 
-if TYPE_CHECKING:
-    from app.agents.scope import RunScope
-
 log = logging.getLogger("app.agents.tools")
-Handler = Callable[["RunScope", dict[str, Any]], Awaitable[Any]]
-Undo = Callable[["RunScope", dict[str, Any], Any], Awaitable[None]]
+# What a handler acts through (the agents' RunScope). A type parameter rather than an import:
+# the scope runs tools through this dispatcher, so this module stays below it.
+S = TypeVar("S")
+Handler = Callable[[S, dict[str, Any]], Awaitable[Any]]
+Undo = Callable[[S, dict[str, Any], Any], Awaitable[None]]
 
 
 class ToolFailure(Exception):
@@ -33,14 +33,14 @@ class ToolFailure(Exception):
 
 
 @dataclass(frozen=True)
-class Tool:
+class Tool(Generic[S]):
     name: str
     description: str
     parameters: dict[str, Any]  # JSON schema of the arguments object
-    handler: Handler
+    handler: Handler[S]
     # A tool that writes where cancelling cannot stop it (a ClickHouse call in a worker thread)
     # names how to take the write back: past its timeout it is let finish, then undone.
-    undo: Undo | None = None
+    undo: Undo[S] | None = None
 
     def spec(self) -> dict[str, Any]:
         """As offered to the model (OpenAI `tools` entry)."""
@@ -48,7 +48,7 @@ class Tool:
                                                  "parameters": self.parameters}}
 
 
-def validate(tool: Tool, raw: str) -> dict[str, Any]:
+def validate(tool: Tool[Any], raw: str) -> dict[str, Any]:
     try:
         args = json.loads(raw) if raw.strip() else {}
     except ValueError as e:
@@ -62,7 +62,7 @@ def validate(tool: Tool, raw: str) -> dict[str, Any]:
     return args
 
 
-async def dispatch(tools: dict[str, Tool], scope: RunScope, name: str, raw: str, timeout_s: float) -> Any:
+async def dispatch(tools: dict[str, Tool[S]], scope: S, name: str, raw: str, timeout_s: float) -> Any:
     tool = tools.get(name)
     if tool is None:
         raise ToolFailure("unknown_tool", f"no tool named {name!r} (offered: {', '.join(sorted(tools))})")

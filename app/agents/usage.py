@@ -17,8 +17,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.agents.catalog import money
-from app.backend.models import usage_daily, usage_records, user_plans
 from app.common.settings import BackendSettings
+from app.common.tables import usage_daily, usage_records, user_plans
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import jwt
 
-from app.backend.breaker import BreakerOpen, CircuitBreaker, PeerFailure
+from app.common.breaker import BreakerOpen, CircuitBreaker, PeerFailure
 from app.common.errors import ApiError
 from app.common.settings import BackendSettings
 

@@ -11,14 +11,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.agents.catalog import Catalog
 from app.agents.llm import LlmClient, ProviderFailure
+from app.agents.registry import Registry, registry
 from app.agents.scope import Services
 from app.backend.auth_client import AuthClient
-from app.backend.breaker import CircuitBreaker, PeerFailure
 from app.backend.db import make_engine
 from app.backend.events import EventBus
 from app.backend.runs import Runner
 from app.backend.tokens import TokenVerifier
 from app.backend.ws.hub import Hub
+from app.common.breaker import CircuitBreaker, PeerFailure
 from app.common.clickhouse import ClickHouse
 from app.common.redis_client import make_redis
 from app.common.settings import BackendSettings
@@ -36,6 +37,7 @@ class Context:
     hub: Hub
     bus: EventBus
     runner: Runner
+    agents: Registry
     llm: LlmClient
     catalog: Catalog
     clickhouse: ClickHouse
@@ -60,12 +62,13 @@ class Context:
         catalog = Catalog(db, redis, settings.price_cache_ttl_s)
         clickhouse = ClickHouse(settings.clickhouse_url, settings.clickhouse_user, settings.secret("clickhouse_password"),
                                 settings.clickhouse_database, t)
-        runner = Runner(settings, Services(db=db, redis=redis, bus=bus, llm=llm, catalog=catalog,
-                                           clickhouse=clickhouse))
+        agents = registry(settings.test_agents)
+        runner = Runner(settings, agents, Services(db=db, redis=redis, bus=bus, llm=llm, catalog=catalog,
+                                                   clickhouse=clickhouse, agents=agents.runs()))
         return cls(settings=settings, db=db, redis=redis, http=http,
                    breakers={"auth": breaker, "redis": events_breaker, "llm": llm_breaker}, auth=auth,
                    verifier=TokenVerifier(auth, redis, settings.issuer, settings.audience), hub=hub, bus=bus,
-                   runner=runner, llm=llm, catalog=catalog, clickhouse=clickhouse)
+                   runner=runner, agents=agents, llm=llm, catalog=catalog, clickhouse=clickhouse)
 
     async def close(self) -> None:
         await self.runner.stop_all()

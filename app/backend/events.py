@@ -24,9 +24,9 @@ import redis.exceptions
 from redis.asyncio import Redis
 
 from app.backend import metrics
-from app.backend.breaker import BreakerOpen, CircuitBreaker
 from app.backend.ws.envelope import envelope
 from app.backend.ws.hub import BROADCAST, Hub, user_channel
+from app.common.breaker import BreakerOpen, CircuitBreaker
 
 
 log = logging.getLogger("app.backend.events")

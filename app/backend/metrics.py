@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from app.agents import metrics as agent_metrics
+
 registry = CollectorRegistry()
 
 ws_connections = Gauge("backend_ws_connections", "Open WebSocket connections", registry=registry)
@@ -20,10 +22,6 @@ ws_delivery_seconds = Histogram("backend_ws_delivery_seconds", "From event creat
                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 events_published = Counter("backend_events_published", "Thread events published", ["type", "route"],
                            registry=registry)
-runs_finished = Counter("backend_runs_finished", "Agent runs that ended, by the agent that started them",
-                        ["agent", "status"], registry=registry)
-llm_calls = Counter("backend_llm_calls", "Model calls by outcome (ok, fallback, llm_unavailable, llm_rejected)",
-                    ["outcome"], registry=registry)
-agent_step_seconds = Histogram("backend_agent_step_seconds", "Duration of agents, model calls and tool calls",
-                               ["agent", "kind"], registry=registry,
-                               buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+# The agents define their own metrics; this instance serves them with its own.
+for collector in agent_metrics.ALL:
+    registry.register(collector)

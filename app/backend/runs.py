@@ -24,16 +24,17 @@ from redis.exceptions import RedisError
 from sqlalchemy import func, select, update
 
 from app.agents import engine
+from app.agents import metrics as agent_metrics
 from app.agents.catalog import money
 from app.agents.context import ExecutionContext, Limits
-from app.agents.registry import AGENTS, ENTRY
+from app.agents.registry import Registry
 from app.agents.scope import RunScope, Services, input_key, stop_key
 from app.agents.usage import take_run
 from app.agents.workers.probe import MAX_STEP_DELAY_MS, MAX_STEPS
-from app.backend import metrics, threads
-from app.backend.models import messages, run_steps, runs, usage_records
 from app.backend.tokens import Principal
+from app.common import threads
 from app.common.settings import BackendSettings
+from app.common.tables import messages, run_steps, runs, usage_records
 from app.common.text import StorableStr
 
 log = logging.getLogger("app.backend.runs")
@@ -71,14 +72,6 @@ class NothingToDo(ValueError):
     pass
 
 
-def unknown_agent(name: str) -> str | None:
-    """Why `name` cannot start a run, or None if it can."""
-    if name in ENTRY:
-        return None
-    what = "runs only when the supervisor hands off to it" if name in AGENTS else "is not an agent"
-    return f"'{name[:64]}' {what}; agents that start a run: {', '.join(ENTRY)}"
-
-
 def public(row: Any) -> dict[str, Any]:
     def ts(v: datetime | None) -> str | None:
         return v.isoformat() if v else None
@@ -99,8 +92,8 @@ def lease_key(run_id: str) -> str:
 class Runner:
     """Starts runs as tasks of this process, keeps their leases, and fails runs whose instance died."""
 
-    def __init__(self, settings: BackendSettings, services: Services):
-        self.settings, self.services = settings, services
+    def __init__(self, settings: BackendSettings, agents: Registry, services: Services):
+        self.settings, self.agents, self.services = settings, agents, services
         self.instance_id = settings.instance_id
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self._background: list[asyncio.Task[None]] = []
@@ -112,7 +105,7 @@ class Runner:
                      before_start: Callable[[dict[str, Any]], Awaitable[None]] | None = None) -> dict[str, Any]:
         """Create the run (QuotaExceeded, NothingToDo) and start executing it here; `before_start`
         lets a socket subscribe and acknowledge before the first event can exist."""
-        spec, db = AGENTS[req.agent], self.services.db
+        spec, db = self.agents[req.agent], self.services.db
         async with db.begin() as conn:
             message_id, task = None, req.input
             if not spec.own_steps:
@@ -141,7 +134,7 @@ class Runner:
                 else {"task": task, "message_id": message_id})
         if before_start is not None:
             await before_start(run)
-        task_ = asyncio.create_task(engine.execute(scope, req.agent, data))
+        task_ = asyncio.create_task(engine.execute(scope, spec, data))
         self.tasks[run["id"]] = task_
         task_.add_done_callback(lambda _: self.tasks.pop(run["id"], None))
         return run
@@ -247,7 +240,7 @@ class Runner:
 
             await self.services.bus.emit(str(row.owner_id), str(row.thread_id), "agent_error", payload,
                                          run_id=run_id, persist=persist)
-        metrics.runs_finished.labels(row.agent, "failed").inc()
+        agent_metrics.runs_finished.labels(row.agent, "failed").inc()
         log.warning("run %s failed: %s", run_id, reason)
         await self._usage_to_clickhouse(rid)
 

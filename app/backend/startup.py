@@ -13,6 +13,9 @@ def problems(settings: BackendSettings) -> list[str]:
     if settings.is_local:
         return []
     found: list[str] = []
+    # Staging may run them (the gateway checks run there too); production users must never see them.
+    if settings.test_agents and settings.env == "production":
+        found.append("BACKEND_TEST_AGENTS must be off in production (the probe agent reports scripted results)")
     check_secret(found, "BACKEND_DATABASE_PASSWORD", settings.secret("database_password")
                  or make_url(settings.database_url).password)
     check_secret(found, "BACKEND_REDIS_PASSWORD", settings.secret("redis_password"))

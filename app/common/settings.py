@@ -156,7 +156,10 @@ class BackendSettings(_ServiceSettings):
     # Redis pub/sub carries events between instances; its breaker decides when to deliver locally only.
     redis_breaker_failure_threshold: int = Field(3, gt=0)
     redis_breaker_reset_s: float = Field(10.0, gt=0)
-    # The `probe` agent's pause between steps (a scripted run for gateway checks).
+    # Test agents (the scripted `probe`, for gateway checks) in the registry. Off, their names are
+    # unknown agents like any other; production refuses to start with them on (startup.problems).
+    test_agents: bool = False
+    # The `probe` agent's pause between steps.
     run_step_delay_ms: int = Field(50, ge=0)
 
     # ClickHouse: workload events the data agent reads, usage events, the content corpus.

@@ -1,4 +1,4 @@
-"""Helpers for the auth service's integration tests: the stack handle, clients, extra processes."""
+"""Helpers for the platform's integration tests: the stack handle, clients, extra processes."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from workbook.stack.auth import AuthService
+from workbook.stack.backend import BackendService
 from workbook.stack.manager import Stack, free_port
 from workbook.stack.clickhouse import ClickHouse
 from workbook.stack.llm_standin import LlmStandin
@@ -83,9 +84,31 @@ def spawn_auth(env: dict[str, str], log: Path) -> Iterator[str]:
     """One more real auth process with these settings; yields its URL once it is ready."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    with _serving("app.auth", port, {**env, "AUTH_ISSUER": env.get("AUTH_ISSUER", url)}, log):
+        yield url
+
+
+def backend_env(stack: Stack, **overrides: str) -> dict[str, str]:
+    """The environment the stack gives a backend, as a new instance of its own: another instance
+    id, so its startup never fails the runs of the stack's instances as its own leftovers."""
+    launch = BackendService().prepare(stack.paths, 0, "")
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("BACKEND_")}
+    return {**inherited, **launch.env, "BACKEND_INSTANCE_ID": f"extra-{uuid.uuid4().hex[:8]}", **overrides}
+
+
+@contextmanager
+def spawn_backend(env: dict[str, str], log: Path) -> Iterator[str]:
+    """One more real backend process with these settings; yields its URL once it is ready."""
+    port = free_port()
+    with _serving("app.backend", port, env, log):
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def _serving(module: str, port: int, env: dict[str, str], log: Path) -> Iterator[None]:
+    url = f"http://127.0.0.1:{port}"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "app.auth", "--port", str(port)],
-                                env={**env, "AUTH_ISSUER": env.get("AUTH_ISSUER", url)},
+        proc = subprocess.Popen([sys.executable, "-m", module, "--port", str(port)], env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
@@ -97,8 +120,8 @@ def spawn_auth(env: dict[str, str], log: Path) -> Iterator[str]:
             except httpx.HTTPError:
                 time.sleep(0.1)
         else:
-            raise AssertionError(f"auth did not start: {log.read_text()}")
-        yield url
+            raise AssertionError(f"{module} did not start: {log.read_text()}")
+        yield
     finally:
         proc.terminate()
         proc.wait(15)

@@ -16,7 +16,7 @@ from app.agents.catalog import Price
 from app.agents.llm import LlmClient, LlmError, ProviderFailure
 from app.agents.tools import Tool, ToolFailure, dispatch
 from app.agents.workers.analysis import savings
-from app.backend.breaker import CircuitBreaker
+from app.common.breaker import CircuitBreaker
 from app.common.settings import BackendSettings
 from workbook.stack.llm_standin import root_url
 

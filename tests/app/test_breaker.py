@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from app.backend.breaker import BreakerOpen, CircuitBreaker, PeerFailure, State
+from app.common.breaker import BreakerOpen, CircuitBreaker, PeerFailure, State
 
 
 class Clock:

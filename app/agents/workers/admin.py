@@ -112,7 +112,7 @@ SUPPLY_TOOLS = [
 ]
 
 
-async def _tool_agent(scope: RunScope, agent: str, instructions: str, tools: list[Tool],
+async def _tool_agent(scope: RunScope, agent: str, instructions: str, tools: list[Tool[RunScope]],
                       task: str) -> dict[str, Any]:
     call, result, summary = await tool_round(scope, agent, instructions, task, tools)
     return {"tool": call.name, "result": result, "summary": summary}

@@ -1,7 +1,8 @@
 """`probe`: a scripted run for the gateway checks, no model involved. It emits the real event
 sequence with controllable timing: `agent_started`, `agent_thinking` x steps (scenario
 `long`) or once, `tool_executing` / `tool_completed`, `agent_completed`, `final_report`;
-scenario `tool_error` fails its tool and the run."""
+scenario `tool_error` fails its tool and the run. A test agent: a backend lists it only with
+`BACKEND_TEST_AGENTS` on (`app.agents.registry`)."""
 
 from __future__ import annotations
 

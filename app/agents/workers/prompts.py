@@ -13,8 +13,8 @@ from sqlalchemy import select
 from app.agents.llm import ToolCall
 from app.agents.scope import AgentFailure, RunScope
 from app.agents.tools import Tool
-from app.backend.models import messages as thread_messages
 from app.common import tokens
+from app.common.tables import messages as thread_messages
 
 HISTORY_LIMIT = 200  # messages read before cutting to the token budget
 
@@ -74,7 +74,7 @@ async def validated(scope: RunScope, agent: str, messages: list[dict[str, Any]],
 
 
 async def tool_round(scope: RunScope, agent: str, instructions: str, ask: str,
-                     tools: list[Tool]) -> tuple[ToolCall, Any, str]:
+                     tools: list[Tool[RunScope]]) -> tuple[ToolCall, Any, str]:
     """The model calls one of the tools, gets the result back, and says what it found."""
     messages: list[dict[str, Any]] = [system(agent, instructions), user(ask)]
     done = await scope.think(agent, messages, tools=tools)

@@ -8,10 +8,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
-from app.backend import threads
 from app.backend.context import Context
 from app.backend.deps import ctx, require_permission
 from app.backend.tokens import Principal
+from app.common import threads
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
 

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, Field
 
 from app.agents import usage
-from app.agents.registry import AGENTS
 from app.backend.context import Context
 from app.backend.deps import ctx, require_permission
 from app.backend.tokens import Principal
@@ -22,7 +21,7 @@ router = APIRouter(tags=["agents"])
 
 @router.get("/health/agents")
 async def agents(c: Context = Depends(ctx)) -> dict[str, Any]:
-    return {"agents": [a.public() for a in AGENTS.values()],
+    return {"agents": [a.public() for a in c.agents.listed()],
             "llm": {"model": c.settings.llm_model, "fallback_model": c.settings.llm_fallback_model,
                     "breaker": c.breakers["llm"].state.value},
             "limits": {"step_timeout_s": c.settings.agent_step_timeout_s,

@@ -7,10 +7,10 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from app.backend import threads
 from app.backend.context import Context
 from app.backend.deps import ctx, require_scope
 from app.backend.tokens import Principal
+from app.common import threads
 
 router = APIRouter(prefix="/internal", tags=["internal"])
 

@@ -9,12 +9,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 
-from app.backend import threads
+from app.agents.usage import QuotaExceeded
 from app.backend.context import Context
 from app.backend.deps import ctx, require_permission
-from app.agents.usage import QuotaExceeded
-from app.backend.runs import ACTIVE, NothingToDo, RunRequest, unknown_agent
+from app.backend.runs import ACTIVE, NothingToDo, RunRequest
 from app.backend.tokens import Principal
+from app.common import threads
 from app.common.errors import ApiError
 from app.common.text import StorableStr
 
@@ -80,7 +80,7 @@ async def delete_message(thread_id: uuid.UUID, message_id: uuid.UUID,
 async def submit(c: Context, who: Principal, thread_id: uuid.UUID, req: RunRequest,
                  before_start: Callable[[dict[str, Any]], Awaitable[None]] | None = None) -> dict[str, Any]:
     """Start a run; the refusals as ApiErrors (the WebSocket maps them to `error` messages)."""
-    if why := unknown_agent(req.agent):
+    if why := c.agents.cannot_start(req.agent):
         raise ApiError(422, "unknown_agent", why)
     try:
         return await c.runner.submit(who, thread_id, req, before_start)

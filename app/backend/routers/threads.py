@@ -10,10 +10,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from app.backend import threads
 from app.backend.context import Context
 from app.backend.deps import bearer, ctx, require_permission
 from app.backend.tokens import Principal, refused
+from app.common import threads
 from app.common.errors import ApiError
 from app.common.text import StorableStr
 

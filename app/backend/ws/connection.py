@@ -26,12 +26,13 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from app.backend import metrics, threads
+from app.backend import metrics
 from app.backend.routers.runs import submit
 from app.backend.runs import ACTIVE, RunRequest
 from app.backend.tokens import Principal
-from app.common.errors import ApiError
 from app.backend.ws.envelope import CLOSE_SLOW_CONSUMER, envelope, error
+from app.common import threads
+from app.common.errors import ApiError
 from app.common.text import unstorable
 
 if TYPE_CHECKING:

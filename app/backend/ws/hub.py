@@ -7,13 +7,10 @@ import asyncio
 import json
 import logging
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import redis.exceptions
 from redis.asyncio import Redis
-
-if TYPE_CHECKING:
-    from app.backend.ws.connection import Connection
 
 log = logging.getLogger("app.backend.ws")
 
@@ -25,19 +22,30 @@ def user_channel(user_id: str) -> str:
     return f"ws:user:{user_id}"
 
 
+class Subscriber(Protocol):
+    """A socket as the hub sees it (a `connection.Connection`, which is built on the context that
+    holds this hub: hence the protocol, not an import)."""
+
+    id: str
+    user_id: str
+
+    def offer(self, event: dict[str, Any]) -> None:
+        """Take an event to send if it belongs to a thread the socket follows."""
+
+
 class Hub:
     def __init__(self, redis: Redis):
         self.redis = redis
-        self.conns: dict[str, Connection] = {}
+        self.conns: dict[str, Subscriber] = {}
         self.by_user: dict[str, set[str]] = defaultdict(set)
         self.listening = False  # whether the Redis subscription is up (cross-instance delivery works)
         self._task: asyncio.Task[None] | None = None
 
-    def add(self, conn: Connection) -> None:
+    def add(self, conn: Subscriber) -> None:
         self.conns[conn.id] = conn
         self.by_user[conn.user_id].add(conn.id)
 
-    def remove(self, conn: Connection) -> None:
+    def remove(self, conn: Subscriber) -> None:
         self.conns.pop(conn.id, None)
         ids = self.by_user.get(conn.user_id)
         if ids is not None:

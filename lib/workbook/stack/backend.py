@@ -54,6 +54,7 @@ class BackendService(PlatformService):
             # Short enough for the gateway checks to see Redis breaker resets in seconds.
             "BACKEND_REDIS_BREAKER_RESET_S": "3",
             "BACKEND_RUN_STEP_DELAY_MS": "20",
+            "BACKEND_TEST_AGENTS": "true",  # 02's gateway checks start the scripted `probe` agent (off by default)
             "BACKEND_CORS_ORIGINS": json.dumps(CORS_ORIGINS),
             "BACKEND_CLICKHOUSE_URL": clickhouse.url,
             "BACKEND_CLICKHOUSE_PASSWORD": stack_secret(paths, "clickhouse"),

@@ -1,4 +1,7 @@
-"""The backend schema as SQLAlchemy Core tables (the migrations create it)."""
+"""The backend database's schema as SQLAlchemy Core tables (app/backend/migrations creates it).
+
+It sits below both the agents, which record runs, steps, usage and prices in it and read a
+thread's history from it, and the backend, which serves threads and runs from it."""
 
 from __future__ import annotations
 

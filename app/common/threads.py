@@ -1,4 +1,5 @@
-"""Thread rows: every query but the admin listing is scoped to the owner."""
+"""Thread rows: every query but the admin listing is scoped to the owner. Shared by the
+backend's API and the agents (a run's report becomes the thread's next assistant message)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.backend.models import messages, threads
+from app.common.tables import messages, threads
 
 MAX_PAGE = 100
 
