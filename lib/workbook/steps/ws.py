@@ -60,6 +60,7 @@ UNICODE_TEXT = ("Grüße Привет こんにちは 你好 مرحبا שלום
 # -- reading what arrived ------------------------------------------------------------------------
 
 def message_types(messages: Sequence[Message]) -> list[str]:
+    """The types of `messages` in order: what a failed assert shows of a socket's traffic."""
     return [m["type"] for m in messages]
 
 
@@ -100,6 +101,7 @@ def probe_event_types(thinking: int = 1) -> list[str]:
 
 
 def iso_epoch(iso: str) -> float:
+    """An envelope's ISO-8601 UTC `timestamp` as epoch seconds, to compare with clocks and REST times."""
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
@@ -322,7 +324,11 @@ async def assert_frame_limit_enforced(ck: Check, backend: AsyncBackend, user: Us
     pong = (await sock.until("pong", 5))[-1]
     assert pong["payload"]["echo"] == nonce, f"{backend.url}: a {max_bytes}-byte frame was not answered: {pong}"
     await sock.send_raw(sized_ping(max_bytes + 1)[0])
-    code, reason = await sock.closed(5)
+    try:
+        code, reason = await sock.closed(5)
+    except PlatformError:
+        raise AssertionError(f"{backend.url}: a frame of {max_bytes + 1} bytes left the socket open: "
+                             f"the size enforced is not the {max_bytes} announced") from None
     assert code == 1009, f"{backend.url}: a frame of {max_bytes + 1} bytes closed with {code} {reason!r}, not 1009"
 
 
@@ -348,7 +354,11 @@ async def assert_connection_cap_enforced(ck: Check, auth: AsyncAuth, backends: t
     for i in range(cap):
         await backends[i % 2].socket(ck, user)
     for backend in backends:
-        status, body = await backend.socket_refused(user.access)
+        try:
+            status, body = await backend.socket_refused(user.access)
+        except PlatformError:
+            raise AssertionError(f"{backend.url}: socket {cap + 1} of one user was accepted: "
+                                 f"the cap enforced is not the {cap} announced") from None
         assert (status, body.get("error")) == (429, "too_many_connections"), \
             f"{backend.url}: socket {cap + 1} of one user answered {status} {body}"
 
@@ -447,6 +457,8 @@ def run_context(user: User, run: dict[str, Any]) -> dict[str, Any]:
 
 
 def events_with_other_context(events: Sequence[Message], want: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(type, context) of every event whose `payload.context` is not `want`: each one is another
+    run's (or no run's) context leaking into this run."""
     return [(m["type"], m["payload"].get("context")) for m in events if m["payload"].get("context") != want]
 
 
@@ -582,6 +594,7 @@ async def ready_and_subscribed(backend: AsyncBackend, within_s: float) -> dict[s
 
 
 async def redis_breaker(backend: AsyncBackend) -> dict[str, Any]:
+    """The instance's `redis` circuit breaker as it reports it (state, failures, transitions)."""
     return (await backend.breakers())["redis"]
 
 
