@@ -242,7 +242,10 @@ async def assert_socket_alive(sock: Socket) -> None:
     messages may come first)."""
     nonce = uuid.uuid4().hex
     await sock.send("ping", payload=nonce)
-    await sock.until(lambda m: m["type"] == "pong" and m["payload"].get("echo") == nonce, 5)
+    try:
+        await sock.until(lambda m: m["type"] == "pong" and m["payload"].get("echo") == nonce, 5)
+    except PlatformError as e:
+        raise AssertionError(f"no pong echoing the ping's nonce: {e}") from None
     assert sock.close_code is None, f"closed {sock.close_code} right after answering"
 
 
