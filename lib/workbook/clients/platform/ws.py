@@ -38,6 +38,21 @@ class Socket:
         self.established: dict[str, Any] = {}
 
     @property
+    def connection_id(self) -> str:
+        """The id the gateway gave this connection (its Redis record is `ws:conn:<id>`)."""
+        return self.established["payload"]["connection_id"]
+
+    @property
+    def instance_id(self) -> str:
+        """The backend instance serving this socket, as it announced itself."""
+        return self.established["payload"]["instance_id"]
+
+    @property
+    def limits(self) -> dict[str, Any]:
+        """The limits the gateway announced in `connection_established`."""
+        return self.established["payload"]["limits"]
+
+    @property
     def close_code(self) -> int | None:
         return self.conn.close_code
 
@@ -107,6 +122,10 @@ class Socket:
 
     async def close(self, code: int = 1000) -> None:
         await self.conn.close(code)
+
+    def abort(self) -> None:
+        """The network goes away: no close frame, the server learns it from the dead TCP connection."""
+        self.conn.transport.abort()
 
 
 def run_events(messages: list[dict[str, Any]], run_id: str) -> list[dict[str, Any]]:
