@@ -91,7 +91,8 @@ def execute(job: Job, pool: KernelPool, s: Settings, stop: threading.Event | Non
         )
     except PapermillExecutionError as e:
         status = "failed"
-        if e.ename != "ChecksFailed":  # a failed summary is told by its checks
+        # A failed summary is told by its failed checks; one with none to tell ("no check ran") is not.
+        if e.ename != "ChecksFailed" or not any(c.status == "failed" for c in recorded(job)):
             error = f"cell {e.exec_count}: {e.ename}: {str(e.evalue).splitlines()[0] if e.evalue else ''}"
     except Exception as e:
         status, error = "error", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
