@@ -150,7 +150,7 @@ def trends(history: list[HistoryEntry], env: str, factor: float = SLOWER_FACTOR,
         t.median_s = statistics.median(timed[:-1])
         newest = timed[-1]
         if newest > factor * t.median_s and newest - t.median_s >= min_delta_s:
-            t.factor = newest / t.median_s if t.median_s > 0 else float("inf")
+            t.factor = newest / max(t.median_s, 0.001)  # a check that took no time at all before
     return out
 
 

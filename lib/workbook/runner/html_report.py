@@ -34,6 +34,7 @@ table { border-collapse: collapse; width: 100%; }
 th, td { border: 1px solid #ddd; padding: .3rem .5rem; text-align: left; vertical-align: top; }
 th { background: #f4f4f4; }
 td.id { font-family: monospace; white-space: nowrap; }
+td.last { white-space: nowrap; }
 td.status.failed { color: #c62828; font-weight: bold; } td.status.skipped { color: #757575; }
 pre { white-space: pre-wrap; font-size: .85em; margin: .3rem 0; }
 .o { display: inline-block; width: .8em; height: .8em; margin-right: 2px; border-radius: 2px; }
@@ -173,7 +174,8 @@ def _flags(trend: CheckTrend | None) -> str:
     if trend.flaky:
         out += f'<span class="flag flaky">flaky: {trend.flips} flip{"s" * (trend.flips != 1)}</span>'
     if trend.slower:
-        out += f'<span class="flag slower">slower: {trend.factor:.1f}x median {trend.median_s:.2f}s</span>'
+        out += (f'<span class="flag slower">slower: {trend.outcomes[-1].duration_s:.2f}s vs median '
+                f'{trend.median_s:.2f}s</span>')
     return out
 
 
@@ -182,7 +184,7 @@ def _flagged(results: RunResults, trends: dict[str, CheckTrend]) -> str:
     flagged = [t for t in trends.values() if t.id in ids and (t.flaky or t.slower)]
     if not flagged:
         return ""
-    body = "".join(f'<tr><td class="id">{_e(t.id)}</td><td>{_flags(t)}</td><td>{_outcomes(t)}</td></tr>'
+    body = "".join(f'<tr><td class="id">{_e(t.id)}</td><td>{_flags(t)}</td><td class="last">{_outcomes(t)}</td></tr>'
                    for t in sorted(flagged, key=lambda t: (-t.flips, -t.factor, t.id)))
     return (f'<h2 id="flaky">Flaky and slower</h2><table><tr><th>check</th><th>why</th>'
             f"<th>last {LAST_N}</th></tr>{body}</table>")
@@ -215,7 +217,7 @@ def _row(c: CheckResult, trend: CheckTrend | None) -> str:
     short = first if len(first) <= MESSAGE_CHARS else first[:MESSAGE_CHARS] + "…"
     return (f'<tr data-status="{c.status}" data-notebook="{_e(c.notebook)}" data-id="{_e(c.id.lower())}">'
             f'<td class="id">{_e(c.id)}</td><td class="status {c.status}">{c.status}</td>'
-            f"<td>{c.duration_s:.2f}s</td><td>{_outcomes(trend)}</td><td>{_flags(trend)}</td>"
+            f'<td>{c.duration_s:.2f}s</td><td class="last">{_outcomes(trend)}</td><td>{_flags(trend)}</td>'
             f'<td title="{_e(first)}">{_e(short)}</td></tr>')
 
 
