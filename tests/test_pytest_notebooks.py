@@ -9,13 +9,13 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from tests_support import checks_notebook, write_notebook
+from tests_support import checks_notebook, params_text, write_notebook
 
 
-def pytest_in(project: Path, *args: str) -> tuple[int, str, dict[str, ET.Element]]:
+def pytest_in(project: Path, *args: str, env_vars: dict[str, str] | None = None) -> tuple[int, str, dict[str, ET.Element]]:
     """Run pytest as CI does, in `project`; (exit code, output, junit testcases by name)."""
     junit = project / "junit.xml"
-    env = {**os.environ, "WORKBOOK_ROOT": str(project)}
+    env = {**os.environ, "WORKBOOK_ROOT": str(project), **(env_vars or {})}
     env.pop("PYTEST_XDIST_WORKER", None)
     done = subprocess.run([sys.executable, "-m", "pytest", "--nbmake", "notebooks", "-p", "no:cacheprovider",
                            "-ra", f"--junitxml={junit}", *args],
@@ -105,3 +105,21 @@ def test_a_notebook_directory_never_collects_nothing(project: Path) -> None:
     assert code == 1, out  # summary() fails a notebook where no check ran: reported, not exit 5
     assert set(cases) == {"01_new.notebook"}
     assert "no check ran" in (cases["01_new.notebook"].find("failure").get("message") or "")  # type: ignore[union-attr]
+
+
+def test_a_secret_left_by_a_notebook_fails_the_session(project: Path) -> None:
+    secret = "pytest/secret+value=42!"
+    (project / "params" / "local.yaml").write_text(
+        params_text(services={"db": {"url": "postgresql://app@127.0.0.1:1/x", "password_env": "WB_TEST_SECRET"}}))
+    checks_notebook(project / "notebooks" / "01_dumps.ipynb",
+                    'with check("prints_it"):\n    print(wb.env.service("db").secret())',
+                    'with check("writes_it"):\n    import base64\n    from pathlib import Path\n'
+                    '    s = wb.env.service("db").secret()\n'
+                    '    Path(ledger_path).with_name("debug.txt").write_text(base64.b64encode(s.encode()).decode())')
+    code, out, cases = pytest_in(project, "-n", "2", env_vars={"WB_TEST_SECRET": secret})
+    assert code == 1, out  # every check passed: the file left behind fails the session
+    assert all(c.find("failure") is None for c in cases.values())
+    assert "secret scan: 1 secrets found" in out and "debug.txt: base64 encoding of services.db" in out
+    assert secret not in out
+    executed = next((project / "outputs" / "pytest").glob("*/01_dumps.ipynb")).read_text()
+    assert secret not in executed and "[redacted]" in executed

@@ -15,7 +15,9 @@ does in run_all), through the runner's own execution (papermill on a forked IPC 
 ledger, secrets scrubbed). Each item then reports its check from the ledger: passed, failed
 with the check's message and traceback, skipped with its reason, or failed as "not recorded"
 when the notebook died before it. The notebook item fails when the notebook failed outside
-its checks (setup cell, dead kernel, timeout).
+its checks (setup cell, dead kernel, timeout). As after a run_all run, every file the session's
+notebooks wrote (outputs/pytest/<run>[-gwN]/) is scanned for the env's secrets at the end; a
+hit is listed in the terminal summary, by file and encoding, and fails the session.
 
 Under pytest-xdist every item of a notebook must run on one worker, or the notebook would run
 once per worker. With the default distribution (`load`, what `-n N` means) or `worksteal`,
@@ -27,6 +29,7 @@ for `--dist loadgroup` the items carry an `xdist_group` mark per notebook.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,17 +40,19 @@ from _pytest._code.code import ReprFileLocation, TerminalRepr, TerminalWriter
 from nbmake.pytest_items import NotebookFile
 
 from workbook.env import load_env
+from workbook.errors import WorkbookError
 from workbook.paths import project_root
 from workbook.pytest_plugin import ensure_stack, workbook_env
-from workbook.results import CheckResult, NotebookResult
+from workbook.results import CheckResult, NotebookResult, SecretHit
 from workbook.runner.execute import Job, Settings, execute, recorded
 from workbook.runner.junit import failed_outside_checks
 from workbook.runner.kernels import KernelPool
-from workbook.runner.secrets_scan import env_secrets
+from workbook.runner.secrets_scan import env_secrets, scan
 from workbook.runner.selection import Notebook, check_ids, select
 
 NOTEBOOK_TIMEOUT_S = 1800.0  # a whole notebook, as run_all's default --timeout
-_run_dir = pytest.StashKey[Path]()
+_run_name = pytest.StashKey[str]()
+_scan = pytest.StashKey[tuple[int, list[SecretHit], str]]()
 
 
 def is_workbook_notebook(nb: Notebook) -> bool:
@@ -89,19 +94,59 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Any:
     return [c for c in collected if not isinstance(c, NotebookFile)] + [ours]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # One run name for the session, decided by the controlling process and handed to xdist's
+    # workers, so the end-of-session secret scan finds every worker's directory.
+    given = getattr(config, "workerinput", {}).get("workbook_run")
+    config.stash[_run_name] = given or (f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{workbook_env()}"
+                                        f"-pytest-{os.getpid()}")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    node.workerinput["workbook_run"] = node.config.stash[_run_name]
+
+
 def _run_dir_for(config: pytest.Config) -> Path:
-    """Where this session's executed notebooks and ledgers go (one directory per xdist worker)."""
-    if _run_dir not in config.stash:
-        worker = getattr(config, "workerinput", {}).get("workerid", "")
-        name = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{workbook_env()}-pytest{'-' + worker if worker else ''}"
-        path = project_root() / "outputs" / "pytest" / name
-        suffix = 1
-        while path.exists():
-            suffix += 1
-            path = path.with_name(f"{name}-{suffix}")
-        path.mkdir(parents=True)
-        config.stash[_run_dir] = path
-    return config.stash[_run_dir]
+    """Where this process's executed notebooks and ledgers go (one directory per xdist worker)."""
+    worker = getattr(config, "workerinput", {}).get("workerid", "")
+    path = project_root() / "outputs" / "pytest" / (config.stash[_run_name] + (f"-{worker}" if worker else ""))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.hookimpl(tryfirst=True)  # before the stack this session started is stopped: the env needs it
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    if hasattr(config, "workerinput") or _run_name not in config.stash:
+        return
+    base = project_root() / "outputs" / "pytest"
+    dirs = sorted(base.glob(config.stash[_run_name] + "*")) if base.is_dir() else []
+    if not dirs:
+        return
+    try:
+        secrets = env_secrets(load_env(workbook_env()))
+    except WorkbookError as e:
+        config.stash[_scan] = (0, [], f"not scanned: the env's secrets cannot be resolved ({e})")
+        return
+    files = sorted(p for d in dirs for p in d.rglob("*") if p.is_file())
+    count, hits = scan(base, files, secrets)
+    config.stash[_scan] = (count, hits, "")
+    if hits:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if _scan not in config.stash:
+        return
+    count, hits, note = config.stash[_scan]
+    if note:
+        terminalreporter.write_line(f"secret scan: {note}", yellow=True)
+        return
+    for h in hits:
+        terminalreporter.write_line(f"SECRET {h.file}: {h.encoding} encoding of {h.secret}", red=True)
+    terminalreporter.write_line(f"secret scan: {len(hits)} secrets found in {count} files written by notebooks",
+                                red=bool(hits), green=not hits)
 
 
 @dataclass

@@ -7,7 +7,7 @@ status and duration, so trends need no run directory (those may be pruned). From
 - **flaky**: a check that flipped between passed and failed across runs of the same code
   (same env, same `tree`): nothing changed but the outcome. Runs of unknown code never count;
 - **slower**: a check whose newest duration is past `factor` times the median of its earlier
-  ones (and by more than `min_delta_s`, so a 2 ms check taking 5 ms is not news).
+  ones (the last 20; and by more than `min_delta_s`, so a 2 ms check taking 5 ms is not news).
 
 A run `--merge` made from shards supersedes the shards' own lines: their checks are counted
 once, through the merged line.
@@ -29,6 +29,7 @@ LAST_N = 10
 SLOWER_FACTOR = 2.0
 SLOWER_MIN_DELTA_S = 0.5
 SLOWER_MIN_RUNS = 3  # earlier runs a median needs before "slower" means anything
+SLOWER_WINDOW = 20  # earlier runs the median is taken over: what the check took lately, not a year ago
 MARK = {"passed": "✓", "failed": "✗", "skipped": "-"}
 
 
@@ -147,7 +148,7 @@ def trends(history: list[HistoryEntry], env: str, factor: float = SLOWER_FACTOR,
         timed = [o.duration_s for o in t.outcomes if o.status != "skipped"]
         if len(timed) <= SLOWER_MIN_RUNS or t.outcomes[-1].status == "skipped":
             continue
-        t.median_s = statistics.median(timed[:-1])
+        t.median_s = statistics.median(timed[:-1][-SLOWER_WINDOW:])
         newest = timed[-1]
         if newest > factor * t.median_s and newest - t.median_s >= min_delta_s:
             t.factor = newest / max(t.median_s, 0.001)  # a check that took no time at all before
