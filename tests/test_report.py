@@ -132,7 +132,8 @@ def test_html_report_is_self_contained_and_escaped(tmp_path: Path) -> None:
 
 def test_html_failures_table_lists_notebook_and_check_failures(tmp_path: Path) -> None:
     page = write_reports(make_results(), tmp_path / "run", tmp_path).report_html.read_text(encoding="utf-8")
-    table = page[page.index("<h2>Failures</h2>") : page.index("<h2>Charts</h2>")]
+    start = page.index('<h2 id="failures">')
+    table = page[start : page.index("<h2", start + 1)]
     for what in ("20_ws", "30_db", "10_api.auth.bad_token", "10_api.chat.stream"):
         assert f">{what}<" in table
     assert "postgres_up" not in table
@@ -165,6 +166,23 @@ def test_history_one_line_per_call(tmp_path: Path) -> None:
         "skipped": 1,
         "notebooks_failed": 3,
         "run_dir": "r2",
+        "commit": "",
+        "dirty": False,
+        "tree": "",
+        "shard": "",
+        "only": [],
+        "merged_from": [],
+        "secrets_found": 0,
+        "checks": {
+            "00_preflight.services.postgres_up": ["passed", 0.2],
+            "00_preflight.services.redis_up": ["passed", 0.1],
+            "10_api.auth.login": ["passed", 1.5],
+            "10_api.auth.bad_token": ["failed", 2.5],
+            "10_api.chat.stream": ["failed", 4.0],
+            "10_api.chat.tools": ["skipped", 0.0],
+            "20_ws.connect.handshake": ["passed", 12.0],
+        },
+        "notebooks": {"00_preflight": 3.0, "10_api": 20.0, "20_ws": 900.0, "30_db": 1.0},
     }
 
 

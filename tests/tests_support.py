@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +54,29 @@ def run(**kw) -> int:
     kw.setdefault("parallel", 2)
     kw.setdefault("timeout_s", 120)
     return Runner(RunOptions(**kw), console=Console(soft_wrap=True)).run()
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_all(*argv: str) -> int:
+    """run_all.py's main(), in this process (its output goes to pytest's capture)."""
+    spec = importlib.util.spec_from_file_location("run_all", REPO / "run_all.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main(list(argv))
+
+
+def git_project(root: Path) -> str:
+    """Make `root` a git checkout with one commit (outputs/ and state/ ignored); its commit id."""
+    (root / ".gitignore").write_text("outputs/\nstate/\n")
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), "-c", "user.email=t@example.invalid", "-c", "user.name=t",
+                               *args], check=True, capture_output=True, text=True).stdout.strip()
+
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "notebooks")
+    return git("rev-parse", "HEAD")

@@ -1,6 +1,7 @@
 """The workbook's pytest plugin (registered through the `pytest11` entry point): brings the
-embedded stack up for notebook items (nbmake) and takes it down after, by the rule of
-`workbook.stack.lifecycle`.
+embedded stack up for notebook items and takes it down after, by the rule of
+`workbook.stack.lifecycle`; and loads `workbook.pytest_notebooks`, which makes each check of a
+workbook notebook its own item under `--nbmake`.
 
 The stack starts lazily, before the first notebook item, so `pytest tests/` alone never pays for
 it. Under pytest-xdist every worker may ask at once; the stack's file lock makes the first start
@@ -16,25 +17,32 @@ import pytest
 
 from workbook.stack.lifecycle import StackLease
 
+pytest_plugins = ["workbook.pytest_notebooks"]
+
 _lease = pytest.StashKey[StackLease]()
 _ensured = pytest.StashKey[bool]()
 
 
-def _env() -> str:
+def workbook_env() -> str:
     return os.environ.get("WORKBOOK_ENV", "local")
+
+
+def ensure_stack(config: pytest.Config) -> None:
+    """The env's stack is up (started at most once per process)."""
+    if config.stash.get(_ensured, False):
+        return
+    config.stash[_lease].up()
+    config.stash[_ensured] = True
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     keep = bool(os.environ.get("WORKBOOK_KEEP_STACK"))
-    session.config.stash[_lease] = StackLease(_env(), keep=keep)
+    session.config.stash[_lease] = StackLease(workbook_env(), keep=keep)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    config = item.config
-    if config.stash.get(_ensured, False) or item.path.suffix != ".ipynb":
-        return
-    config.stash[_lease].up()
-    config.stash[_ensured] = True
+    if item.path.suffix == ".ipynb":
+        ensure_stack(item.config)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -74,6 +74,14 @@ class NotebookResult(BaseModel):
     kernel_cpu_s: float = 0.0
 
 
+class SecretHit(BaseModel):
+    """A secret found in a file a run wrote: where and in which encoding, never the value."""
+
+    file: str  # relative to the run directory
+    encoding: str  # raw, url, base64, base64url, hex, json, dsn
+    secret: str  # where the value came from (e.g. services.postgres), not the value
+
+
 class Totals(BaseModel):
     passed: int = 0
     failed: int = 0
@@ -90,6 +98,16 @@ class RunResults(BaseModel):
     only: list[str] = []
     notebooks: list[NotebookResult] = []
     checks: list[CheckResult] = []
+    # The code the run was made from: runs of one `tree` ran the same code (flaky detection).
+    commit: str = ""
+    dirty: bool = False
+    tree: str = ""
+    shard: str = ""  # "K/N" when this run was one shard of a sharded run
+    merged_from: list[str] = []  # run ids of the shards `--merge` joined into this run
+    # After the run, every file it wrote is scanned for every secret the env resolved.
+    secrets_checked: int = 0
+    files_scanned: int = 0
+    secret_hits: list[SecretHit] = []
 
     @property
     def totals(self) -> Totals:
@@ -103,9 +121,15 @@ class RunResults(BaseModel):
         t = self.totals
         return t.failed == 0 and t.notebooks_failed == 0
 
+    @property
+    def green(self) -> bool:
+        """Every check passed and no output holds a secret: what the exit code and verdict say."""
+        return self.ok and not self.secret_hits
+
     def write(self, path: Path) -> None:
         data = self.model_dump()
         data["totals"] = self.totals.model_dump()
+        data["secrets_found"] = len(self.secret_hits)
         path.write_text(json.dumps(data, indent=1))
 
     @classmethod

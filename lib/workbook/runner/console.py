@@ -1,0 +1,47 @@
+"""What run_all prints: a line per finished notebook, the failures and the verdict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from workbook.results import CheckResult, NotebookResult, RunResults
+
+FAILURES_SHOWN = 50
+
+
+def notebook_line(console: Console, r: NotebookResult, checks: list[CheckResult]) -> None:
+    mark = {"passed": "[green]PASS[/]", "failed": "[red]FAIL[/]"}.get(r.status, f"[red]{r.status.upper()}[/]")
+    waited = sum(c.waited_s for c in checks)
+    # Where a notebook's time went: its kernel working (CPU), or waiting - on the platform's
+    # answers and clocks, on its own start, and on other notebooks' faults (told apart).
+    idle = max(0.0, r.duration_s - r.kernel_cpu_s)
+    split = (f"{r.duration_s:.1f}s: working {r.kernel_cpu_s:.1f}s, waiting {idle:.1f}s, "
+             f"{waited:.1f}s of it behind other notebooks' faults")
+    console.print(f"{mark} {r.name} ({split}){' - ' + r.error if r.error else ''}", highlight=False)
+
+
+def summary(console: Console, results: RunResults, run_dir: Path, html: Path, parallel: int,
+            interrupted: bool = False) -> None:
+    t = results.totals
+    failed = [c for c in results.checks if c.status == "failed"]
+    for c in failed[:FAILURES_SHOWN]:
+        console.print(f"  [red]FAIL[/] {c.id}: {c.message}", highlight=False)
+    if len(failed) > FAILURES_SHOWN:
+        console.print(f"  ... and {len(failed) - FAILURES_SHOWN} more in {run_dir / 'results.json'}")
+    for h in results.secret_hits:
+        console.print(f"  [red]SECRET[/] {h.file}: {h.encoding} encoding of {h.secret}", highlight=False)
+    verdict = ("[yellow]INTERRUPTED[/]" if interrupted
+               else "[green]ALL PASSED[/]" if results.green else "[red]FAILED[/]")
+    console.print(
+        f"{verdict}: {t.passed} passed, {t.failed} failed, {t.skipped} skipped; "
+        f"{len(results.notebooks) - t.notebooks_failed}/{len(results.notebooks)} notebooks passed "
+        f"in {results.duration_s:.1f}s", highlight=False)
+    console.print(f"secret scan: {len(results.secret_hits)} secrets found in {results.files_scanned} files "
+                  f"({results.secrets_checked} secret(s) looked for)", highlight=False)
+    own = sum(n.duration_s for n in results.notebooks)
+    if results.duration_s > 0 and len(results.notebooks) > 1 and not results.merged_from:
+        console.print(f"the notebooks' own times add up to {own:.1f}s: {own / results.duration_s:.1f}x "
+                      f"from running {parallel} at a time", highlight=False)
+    console.print(f"report: {html}", highlight=False)
