@@ -5,6 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import psutil
 from auth_support import PASSWORD, AuthStack, bearer, new_email, register_and_login
 
 
@@ -82,5 +83,10 @@ def test_health_and_public_config_expose_no_secrets(client: httpx.Client, auth_s
     config = client.get("/auth/config").text
     jwks = client.get("/.well-known/jwks.json").json()
     assert all("d" not in k for k in jwks["keys"]) and jwks["keys"]
-    for name in ("postgres", "redis", "auth-audit-db", "auth-oidc-client", "auth"):
+    for name in ("postgres", "redis", "auth-audit-db", "auth"):
         assert auth_stack.secret(name) not in config
+    # auth's OIDC client secret is issued by the provider when the stack registers auth: read it
+    # where auth got it, its environment.
+    pid = auth_stack.stack.state().services["auth"].pid
+    oidc_secret = psutil.Process(pid).environ()["AUTH_OIDC_CLIENT_SECRET"]
+    assert len(oidc_secret) >= 16 and oidc_secret not in config and oidc_secret not in str(ready)
