@@ -10,11 +10,10 @@ and go with `agent_user`'s cleanup.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -228,8 +227,8 @@ async def run_statuses(backend: AsyncBackend, user: User, run: Run, within_s: fl
     return seen
 
 
-async def steps_when(backend: AsyncBackend, user: User, run_id: str, until: Any, within_s: float = 10.0,
-                     what: str = "") -> list[Step]:
+async def steps_when(backend: AsyncBackend, user: User, run_id: str, until: Callable[[list[Step]], bool],
+                     within_s: float = 10.0, what: str = "") -> list[Step]:
     """The run's steps once `until(steps)` holds."""
     return await poll(lambda: backend.run_steps(user.access, run_id), until=until, within_s=within_s,
                       what=what or f"steps of run {run_id}")
