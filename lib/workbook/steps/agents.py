@@ -55,8 +55,8 @@ TIMED_KINDS = ("agent_thinking", "tool_completed", "agent_completed")
 
 # A per-run tool limit a normal workload query meets with room to spare, and a workload of
 # that many models, which the data agent's tool cannot total within it (several times over).
-SLOW_TOOL_LIMIT_S = 0.2
-SLOW_WORKLOAD_MODELS = 200_000
+SLOW_TOOL_LIMIT_S = 0.1
+SLOW_WORKLOAD_MODELS = 400_000
 
 # ClickHouse tables the agents read or write, and the column naming whose row it is.
 USER_TABLES = {"workload_events": "user_id", "usage_events": "user_id", "corpus": "owner_id"}
