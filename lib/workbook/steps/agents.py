@@ -67,9 +67,15 @@ WORKLOAD_COLUMNS = ["user_id", "ts", "workload", "model", "requests", "prompt_to
 
 # -- ClickHouse: the check's own rows ------------------------------------------------------------
 
+def _clickhouse(env: Env) -> Client:
+    # Without a server session: a client per check would otherwise leave one session per check
+    # open on the server until it idles out (a minute), each holding a connection of its own.
+    return clickhouse.client(env, autogenerate_session_id=False)
+
+
 def clickhouse_for(ck: Check, env: Env) -> Client:
     """A ClickHouse client of the check's own, closed when the check ends."""
-    ch = clickhouse.client(env)
+    ch = _clickhouse(env)
     ck.defer(ch.close)
     return ch
 
@@ -77,7 +83,7 @@ def clickhouse_for(ck: Check, env: Env) -> Client:
 def forget_agent_rows(env: Env, user_id: str) -> None:
     """Delete `user_id`'s rows from every table the agents use. A DELETE is a mutation in
     ClickHouse, so it runs only where there is something to delete."""
-    ch = clickhouse.client(env)
+    ch = _clickhouse(env)
     try:
         counts = ch.query(" UNION ALL ".join(f"SELECT '{t}', count() FROM {t} WHERE {c} = {{u:String}}"
                                              for t, c in USER_TABLES.items()), parameters={"u": user_id}).result_rows
