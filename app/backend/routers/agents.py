@@ -26,7 +26,9 @@ async def agents(c: Context = Depends(ctx)) -> dict[str, Any]:
                     "breaker": c.breakers["llm"].state.value},
             "limits": {"step_timeout_s": c.settings.agent_step_timeout_s,
                        "run_timeout_s": c.settings.agent_run_timeout_s,
-                       "context_max_tokens": c.settings.agent_context_max_tokens}}
+                       "context_max_tokens": c.settings.agent_context_max_tokens},
+            # How long a run may go without renewing its lease before any instance fails it.
+            "run_lease_s": c.settings.run_lease_s}
 
 
 @router.get("/api/usage")

@@ -3,17 +3,16 @@ plans and the supply catalog, admin and service endpoints, health and circuit br
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 import httpx
 
 from workbook.checks import using
-from workbook.clients.platform.common import ApiClient, PlatformError, User, expect
+from workbook.clients.platform.common import ApiClient, User, expect
 from workbook.clients.scope import Check
 from workbook.clients.platform.ws import Socket, open_socket, refused_handshake
 from workbook.params import Env
+from workbook.polling import poll
 
 
 # A run's status once it no longer moves by itself.
@@ -97,15 +96,10 @@ class AsyncBackend(ApiClient):
 
     async def settled(self, access: str, run_id: str, timeout_s: float = 30.0,
                       until: tuple[str, ...] = RUN_SETTLED) -> dict[str, Any]:
-        """The run once its status is one of `until` (by default: ended, or waiting for the user)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            run = await self.run(access, run_id)
-            if run["status"] in until:
-                return run
-            if time.monotonic() > deadline:
-                raise PlatformError(f"run {run_id} still {run['status']} after {timeout_s:g} s")
-            await asyncio.sleep(0.05)
+        """The run once its status is one of `until` (by default: ended, or waiting for the user);
+        past `timeout_s` a PollTimeout names the status it was still in."""
+        return await poll(lambda: self.run(access, run_id), until=lambda run: run["status"] in until,
+                          within_s=timeout_s, what=f"run {run_id} {' or '.join(until)}")
 
     async def agent_run(self, access: str, thread_id: str, timeout_s: float = 30.0, **body: Any) -> dict[str, Any]:
         """Start a run and return it settled (see `settled`)."""

@@ -48,6 +48,12 @@ class AsyncLlm(ApiClient):
         resp = await self.call("GET", "/_standin/requests", params={"user": user_id, "since": since})
         return expect(resp, 200, "stand-in request log").json()["requests"]
 
+    async def faults(self, user_id: str) -> list[dict[str, Any]]:
+        """`user_id`'s faults the stand-in has not spent yet (one leaves as its last call arrives)."""
+        self._need_standin("reading pending faults")
+        resp = await self.call("GET", "/_standin/faults", params={"user": user_id})
+        return expect(resp, 200, "stand-in faults").json()["faults"]
+
     async def fault(self, ck: Check, user_id: str, kind: str, count: int, **fields: Any) -> dict[str, Any]:
         """Make the stand-in misbehave for `user_id`'s next `count` model calls (cleared with the check).
         kinds: status (status=429/500/502/503), latency (latency_ms), malformed_body, content, tool_call."""
