@@ -1,10 +1,12 @@
 """Thread events: numbered, kept for replay, and delivered to the owner's sockets everywhere.
 
-Each event gets the next number of its thread (`INCR ws:thread_seq:<thread>`), is appended
-to the thread's bounded stream (`ws:thread_events:<thread>`, the last `ws_replay_len` kept,
-stream id `<n>-1`) and published on the owner's channel, which every instance's hub
-listens to, all under a short per-thread Redis lock so two instances producing events of
-one thread number, keep and publish them in the same order. All of that goes through the
+Each event gets the next number of its thread (`INCR ws:thread_seq:<thread>`), is kept for
+replay in the thread's sorted set (`ws:thread_replay:<thread>`, scored by its number, the last
+`ws_replay_len` kept) and published on the owner's channel, which every instance's hub
+listens to, under a short per-thread Redis lock so two instances producing events of one
+thread publish them in the same order. The replay set does not depend on that lock: an event
+numbered before another but kept after it (the lock not won in time, two instances feeding
+one thread under load) still takes its place, where an append-only stream had to refuse it. All of that goes through the
 `redis` circuit breaker: while Redis is away the event still reaches the owner's sockets on
 *this* instance (numbered by a local counter, marked `degraded`), which is what `events` in
 `/health/ready` reports.
@@ -40,8 +42,8 @@ def lock_key(thread_id: str) -> str:
     return f"ws:thread_lock:{thread_id}"
 
 
-def stream_key(thread_id: str) -> str:
-    return f"ws:thread_events:{thread_id}"
+def replay_key(thread_id: str) -> str:
+    return f"ws:thread_replay:{thread_id}"
 
 
 def seq_key(thread_id: str) -> str:
@@ -110,15 +112,12 @@ class EventBus:
 
     async def _publish(self, owner_id: str, thread_id: str, event: dict[str, Any]) -> None:
         data = json.dumps(event)
-        try:
-            await self.redis.xadd(stream_key(thread_id), {"e": data}, id=f"{event['event_id']}-1",
-                                  maxlen=self.replay_len, approximate=False)
-        except redis.exceptions.ResponseError:
-            # Another instance appended a later event of this thread first (two producers on one
-            # thread at once): delivered live, but not replayable.
-            log.warning("event %s of thread %s not kept for replay: a later one was first",
-                        event["event_id"], thread_id)
-        await self.redis.publish(user_channel(owner_id), data)
+        key = replay_key(thread_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(key, {data: event["event_id"]})
+            pipe.zremrangebyrank(key, 0, -self.replay_len - 1)
+            pipe.publish(user_channel(owner_id), data)
+            await pipe.execute()
 
     async def broadcast(self, type_: str, payload: dict[str, Any]) -> dict[str, Any]:
         """An event for every socket on every instance (not kept for replay)."""
@@ -128,8 +127,8 @@ class EventBus:
 
     async def replay(self, thread_id: str, after: int) -> tuple[list[dict[str, Any]], int | None]:
         """Events of the thread after `after`, in order, and the oldest event id still kept."""
-        key = stream_key(thread_id)
-        first = await self.redis.xrange(key, count=1)
-        oldest = int(first[0][0].decode().split("-")[0]) if first else None
-        rows = await self.redis.xrange(key, min=f"({after}-1")
-        return [json.loads(fields[b"e"]) for _, fields in rows], oldest
+        key = replay_key(thread_id)
+        first = await self.redis.zrange(key, 0, 0, withscores=True)
+        oldest = int(first[0][1]) if first else None
+        rows = await self.redis.zrangebyscore(key, f"({after}", "+inf")
+        return [json.loads(row) for row in rows], oldest

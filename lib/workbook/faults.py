@@ -134,7 +134,7 @@ class Instance:
             raise ValueError(f"{', '.join(shared)}: {service} writes these into shared state at startup; "
                              "pass own_database=True so a second instance cannot change the stack's")
         self.argv = launch.argv
-        self.env = {**os.environ, **launch.env}
+        self.env = {**os.environ, **launch.env, **self.spec.second_instance_env(self.port)}
         self.scratch: str | None = None
         if own_database and self.spec.database_env:
             self.scratch = f"scratch_{service}_{self.port}"

@@ -29,6 +29,11 @@ class BackendService(PlatformService):
     def __init__(self, instance: int = 1):
         self.name = "backend" if instance == 1 else f"backend{instance}"
 
+    def second_instance_env(self, port: int) -> dict[str, str]:
+        # An instance fails the runs its id left running when it starts: with the stack
+        # instance's id, a second instance would fail that instance's live runs as its own.
+        return {"BACKEND_INSTANCE_ID": f"{self.name}-second-{port}"}
+
     def prepare(self, paths: Paths, port: int, password: str) -> Launch:
         pg, redis, auth, clickhouse, llm = self.dependencies(paths)
         pg_password = stack_secret(paths, "postgres")

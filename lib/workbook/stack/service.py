@@ -52,6 +52,10 @@ class ServiceSpec(ABC):
     database_env: str | None = None
     shared_state_env: tuple[str, ...] = ()
 
+    def second_instance_env(self, port: int) -> dict[str, str]:
+        """Settings a second instance needs to be told apart from the stack's own (workbook.faults)."""
+        return {}
+
     def scratch_env(self, suffix: str) -> dict[str, str]:
         """Extra settings that keep a second instance with its own database off shared state."""
         return {}
