@@ -42,7 +42,7 @@ def make_root(root: Path, count: int) -> None:
                           f'wb = setup("{i:02d}_trivial", env=env, run_id=run_id, ledger_path=ledger_path)\n'
                           f'section("basic")'),
             new_code_cell('with check("arithmetic"):\n    assert 1 + 1 == 2'),
-            new_code_cell("summary()"),
+            new_code_cell("await summary()"),
         ]
         nbformat.write(nb, root / "notebooks" / f"{i:02d}_trivial.ipynb")
 

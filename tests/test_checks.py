@@ -44,7 +44,7 @@ def test_skip_records_reason_and_never_counts_as_pass(ledger: Path) -> None:
         raise AssertionError("not reached")
     [r] = checks.results()
     assert (r.status, r.message) == ("skipped", "server-only feature")
-    summary()  # skips alone do not fail the notebook
+    asyncio.run(summary())  # skips alone do not fail the notebook
 
 
 def test_cleanup_runs_on_failure_in_reverse_order(ledger: Path) -> None:
@@ -93,7 +93,7 @@ def test_summary_lists_every_failure(ledger: Path) -> None:
     with check("c"):
         raise ValueError("c broke")
     with pytest.raises(ChecksFailed) as e:
-        summary()
+        asyncio.run(summary())
     text = str(e.value)
     assert "2 of 3 checks failed" in text
     assert "nb.s.a: AssertionError: a broke" in text and "nb.s.c: ValueError: c broke" in text
@@ -102,7 +102,7 @@ def test_summary_lists_every_failure(ledger: Path) -> None:
 
 def test_summary_without_checks_fails(ledger: Path) -> None:
     with pytest.raises(ChecksFailed, match="no check ran"):
-        summary()
+        asyncio.run(summary())
 
 
 def test_rerunning_a_cell_replaces_its_result(ledger: Path) -> None:
@@ -155,3 +155,41 @@ def test_measurements_are_kept_whether_the_check_passes_or_not(ledger: Path) -> 
     fast, slow = NotebookLedger.read(ledger).checks
     assert [(m.name, m.value, m.unit, m.budget) for m in fast.measurements] == [("p95", 12.5, "ms", 100)]
     assert slow.status == "failed" and slow.measurements[0].value == 250.0
+
+
+def test_a_shared_fixture_is_made_once_and_removed_by_summary(project: Path) -> None:
+    made, removed = [], []
+
+    async def make(scope) -> str:
+        made.append(scope.ns)
+        scope.defer(removed.append, scope.ns)
+        return scope.ns
+
+    async def notebook() -> tuple[str, str]:
+        wb = setup("nb", env="local", run_id="r9")
+        section("s")
+        with check("first"):
+            first = await wb.shared("reader", make)
+        with check("second"):
+            second = await wb.shared("reader", make)
+        assert removed == []          # alive until the notebook ends
+        await summary()
+        return first, second
+
+    first, second = asyncio.run(notebook())
+    assert first == second == "wb_r9_nb_reader" and made == [first] and removed == [first]
+
+
+def test_a_failed_fixture_removal_fails_the_notebook(project: Path) -> None:
+    async def make(scope) -> None:
+        scope.defer(lambda: 1 / 0)
+
+    async def notebook() -> None:
+        wb = setup("nb", env="local", run_id="r9")
+        section("s")
+        with check("uses_it"):
+            await wb.shared("broken", make)
+        await summary()
+
+    with pytest.raises(ChecksFailed, match="removing shared fixtures failed: <lambda>: ZeroDivisionError"):
+        asyncio.run(notebook())

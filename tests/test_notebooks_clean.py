@@ -38,7 +38,7 @@ def test_parameters_setup_and_summary(notebook: tuple[str, dict]) -> None:
     assert "parameters" in code[0].get("metadata", {}).get("tags", []), "first code cell must be tagged parameters"
     sources = code_sources(nb)
     assert f'setup("{name}"' in sources[1], "second code cell must call setup() with the notebook's own name"
-    assert sources[-1].strip() == "summary()", "last cell must be summary()"
+    assert sources[-1].strip() == "await summary()", "last cell must be `await summary()`"
 
 
 def test_check_ids_unique(notebook: tuple[str, dict]) -> None:

@@ -27,7 +27,7 @@ def test_adding_a_check_example_runs_green(tmp_path: Path) -> None:
              'wb = setup("99_readme", env=env, run_id=run_id, ledger_path=ledger_path)\n'
              'auth, backend = wb.auth, wb.backend\n'
              'section("readme_example")')
-    write_notebook(tmp_path / "notebooks" / "99_readme.ipynb", setup, example(), "summary()")
+    write_notebook(tmp_path / "notebooks" / "99_readme.ipynb", setup, example(), "await summary()")
     code = Runner(RunOptions(env="local", notebooks_dir=tmp_path / "notebooks", outputs_dir=tmp_path / "outputs",
                              parallel=1, timeout_s=300)).run()
     results = RunResults.read(tmp_path / "outputs" / "latest" / "results.json")

@@ -47,7 +47,7 @@ def checks_notebook(path: Path, *checks: str, section: str = "basic") -> Path:
     setup = (f'from workbook import setup, section, check, skip, summary\n'
              f'wb = setup("{path.stem}", env=env, run_id=run_id, ledger_path=ledger_path)\n'
              f'section("{section}")')
-    return write_notebook(path, setup, *checks, "summary()")
+    return write_notebook(path, setup, *checks, "await summary()")
 
 
 def run(**kw) -> int:

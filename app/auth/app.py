@@ -24,7 +24,7 @@ def create_app(settings: AuthSettings) -> FastAPI:
                           if settings.oidc_provider_url and settings.oidc_client_id else None)
         try:
             async with c.db.begin() as conn:
-                await service_clients.seed(conn, settings)
+                await service_clients.seed(conn, settings, c.passwords)
             yield
         finally:
             await c.close()

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.auth.audit import AuditLog
 from app.auth.db import make_audit_engine, make_engine
 from app.auth.keys import KeyRing
+from app.auth.passwords import Passwords
 from app.auth.ratelimit import LoginLimiter
 from app.auth.revocation import DenyList
 from app.auth.sessions import SessionStore
@@ -31,6 +32,7 @@ class Context:
     limiter: LoginLimiter
     audit: AuditLog
     http: httpx.AsyncClient
+    passwords: Passwords
 
     @classmethod
     def build(cls, settings: AuthSettings) -> Context:
@@ -39,10 +41,11 @@ class Context:
         keys = KeyRing(settings.key_dir)
         return cls(
             settings=settings, db=make_engine(settings), redis=redis, keys=keys,
-            tokens=TokenService(keys, settings.issuer, settings.audience),
+            tokens=TokenService(keys, settings.issuer, settings.audience, settings.token_leeway_s),
             sessions=SessionStore(redis, settings.refresh_ttl_s, settings.session_max),
             deny=DenyList(redis), limiter=LoginLimiter(redis, settings),
             audit=AuditLog(make_audit_engine(settings)), http=httpx.AsyncClient(timeout=t),
+            passwords=Passwords.of(settings),
         )
 
     async def close(self) -> None:

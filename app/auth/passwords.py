@@ -1,4 +1,10 @@
-"""argon2id password hashing, run off the event loop (a hash costs tens of milliseconds)."""
+"""argon2id password hashing with the cost the settings give, run off the event loop.
+
+The cost is per environment: production-grade outside local (startup refuses less, see
+`app.auth.startup`), cheap but real argon2id locally, where a test run registers hundreds of
+throwaway users. A stored hash carries its own parameters, so hashes made at another cost
+still verify.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +13,30 @@ import asyncio
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-_hasher = PasswordHasher()
-# Verified when the user does not exist, so unknown and known emails take the same time.
-_DUMMY_HASH = _hasher.hash("timing-equaliser-not-a-password")
+from app.common.settings import AuthSettings
 
 
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+class Passwords:
+    def __init__(self, time_cost: int, memory_kib: int, parallelism: int):
+        self.hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism)
+        # Verified when the user does not exist, so unknown and known emails take the same time.
+        self._dummy = self.hasher.hash("timing-equaliser-not-a-password")
 
+    @classmethod
+    def of(cls, settings: AuthSettings) -> Passwords:
+        return cls(settings.password_time_cost, settings.password_memory_kib, settings.password_parallelism)
 
-def verify_password(stored: str | None, password: str) -> bool:
-    try:
-        return _hasher.verify(stored or _DUMMY_HASH, password) and stored is not None
-    except (VerificationError, InvalidHashError):
-        return False
+    def hash(self, password: str) -> str:
+        return self.hasher.hash(password)
 
+    def verify(self, stored: str | None, password: str) -> bool:
+        try:
+            return self.hasher.verify(stored or self._dummy, password) and stored is not None
+        except (VerificationError, InvalidHashError):
+            return False
 
-async def hash_async(password: str) -> str:
-    return await asyncio.to_thread(hash_password, password)
+    async def hash_async(self, password: str) -> str:
+        return await asyncio.to_thread(self.hash, password)
 
-
-async def verify_async(stored: str | None, password: str) -> bool:
-    return await asyncio.to_thread(verify_password, stored, password)
+    async def verify_async(self, stored: str | None, password: str) -> bool:
+        return await asyncio.to_thread(self.verify, stored, password)

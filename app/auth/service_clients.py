@@ -7,24 +7,24 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.auth.models import service_clients
-from app.auth.passwords import hash_password, verify_password
+from app.auth.passwords import Passwords
 from app.common.settings import AuthSettings
 
 
-async def seed(conn: AsyncConnection, settings: AuthSettings) -> None:
+async def seed(conn: AsyncConnection, settings: AuthSettings, passwords: Passwords) -> None:
     for cid, client in settings.service_clients.items():
         secret = client.secret.get_secret_value()
         row = (await conn.execute(select(service_clients).where(service_clients.c.id == cid))).first()
-        if row and verify_password(row.secret_hash, secret) and list(row.scopes) == client.scopes:
+        if row and passwords.verify(row.secret_hash, secret) and list(row.scopes) == client.scopes:
             continue
-        values = {"secret_hash": hash_password(secret), "scopes": client.scopes}
+        values = {"secret_hash": passwords.hash(secret), "scopes": client.scopes}
         await conn.execute(insert(service_clients).values(id=cid, **values)
                            .on_conflict_do_update(index_elements=["id"], set_=values))
 
 
-async def authenticate(conn: AsyncConnection, client_id: str, secret: str) -> list[str] | None:
+async def authenticate(conn: AsyncConnection, passwords: Passwords, client_id: str, secret: str) -> list[str] | None:
     """The client's allowed scopes if id and secret match, else None (same cost either way)."""
     row = (await conn.execute(select(service_clients).where(service_clients.c.id == client_id))).first()
-    if not verify_password(row.secret_hash if row else None, secret) or row is None:
+    if not await passwords.verify_async(row.secret_hash if row else None, secret) or row is None:
         return None
     return list(row.scopes)

@@ -14,6 +14,9 @@ from app.common.settings import AuthSettings
 from app.common.validation import check_secret as _secret
 
 MIN_SERVICE_SECRET_LEN = 32
+# OWASP's argon2id floor (Password Storage Cheat Sheet): 19 MiB of memory with 2 passes, or
+# more memory with fewer passes; anything cheaper is for local test stacks only.
+ARGON2_FLOORS = ((19456, 2), (47104, 1))
 
 
 def key_problems(settings: AuthSettings) -> list[str]:
@@ -48,6 +51,10 @@ def problems(settings: AuthSettings) -> list[str]:
     for cid, client in settings.service_clients.items():
         _secret(found, f"AUTH_SERVICE_CLIENTS[{cid}].secret", client.secret.get_secret_value(),
                 MIN_SERVICE_SECRET_LEN)
+    m, t = settings.password_memory_kib, settings.password_time_cost
+    if not any(m >= floor_m and t >= floor_t for floor_m, floor_t in ARGON2_FLOORS):
+        found.append(f"AUTH_PASSWORD_MEMORY_KIB/AUTH_PASSWORD_TIME_COST: argon2id at {m} KiB x {t} passes "
+                     "is below OWASP's minimum (19456 KiB x 2, or 47104 KiB x 1) outside local")
     if "*" in settings.cors_origins:
         found.append("AUTH_CORS_ORIGINS must list origins, not '*'")
     if settings.env in ("staging", "production") and not settings.issuer.startswith("https://"):

@@ -22,10 +22,11 @@ class Issued:
 
 
 class TokenService:
-    def __init__(self, keys: KeyRing, issuer: str, audience: str):
+    def __init__(self, keys: KeyRing, issuer: str, audience: str, leeway_s: float):
         self.keys = keys
         self.issuer = issuer
         self.audience = audience
+        self.leeway_s = leeway_s
 
     def issue(self, sub: str, type_: TokenType, ttl_s: int, **claims: Any) -> Issued:
         key = self.keys.active()
@@ -39,4 +40,4 @@ class TokenService:
         key = self.keys.verifying(signing_kid(token))
         if key is None:
             raise InvalidToken("unknown or retired signing key")
-        return decode(token, key.public, self.issuer, self.audience, expected)
+        return decode(token, key.public, self.issuer, self.audience, expected, self.leeway_s)

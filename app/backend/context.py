@@ -67,7 +67,7 @@ class Context:
                                                    clickhouse=clickhouse, agents=agents.runs()))
         return cls(settings=settings, db=db, redis=redis, http=http,
                    breakers={"auth": breaker, "redis": events_breaker, "llm": llm_breaker}, auth=auth,
-                   verifier=TokenVerifier(auth, redis, settings.issuer, settings.audience), hub=hub, bus=bus,
+                   verifier=TokenVerifier(auth, redis, settings.issuer, settings.audience, settings.token_leeway_s), hub=hub, bus=bus,
                    runner=runner, agents=agents, llm=llm, catalog=catalog, clickhouse=clickhouse)
 
     async def close(self) -> None:

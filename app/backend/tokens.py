@@ -36,15 +36,16 @@ class Principal:
 
 
 class TokenVerifier:
-    def __init__(self, auth: AuthClient, redis: Redis, issuer: str, audience: str):
+    def __init__(self, auth: AuthClient, redis: Redis, issuer: str, audience: str, leeway_s: float):
         self.auth, self.redis, self.issuer, self.audience = auth, redis, issuer, audience
+        self.leeway_s = leeway_s
 
     async def verify(self, token: str, expected: str) -> Principal:
         try:
             key = await self.auth.key(signing_kid(token))
             if key is None:
                 raise InvalidToken("unknown or retired signing key")
-            claims = decode(token, key.key, self.issuer, self.audience, expected)
+            claims = decode(token, key.key, self.issuer, self.audience, expected, self.leeway_s)
         except InvalidToken as e:
             raise refused(str(e)) from None
         if await self.redis.exists(auth_keys.denied(claims["jti"])):

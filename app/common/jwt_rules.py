@@ -13,7 +13,6 @@ import jwt
 
 ALGORITHM = "ES256"
 REQUIRED = ["exp", "iat", "jti", "sub", "iss", "aud", "type"]
-LEEWAY_S = 5
 
 
 class InvalidToken(Exception):
@@ -34,11 +33,12 @@ def signing_kid(token: str) -> str:
     return kid
 
 
-def decode(token: str, key: Any, issuer: str, audience: str, expected: str | tuple[str, ...]) -> dict[str, Any]:
+def decode(token: str, key: Any, issuer: str, audience: str, expected: str | tuple[str, ...],
+           leeway_s: float) -> dict[str, Any]:
     """The verified claims, or InvalidToken saying which rule the token broke."""
     try:
         claims = jwt.decode(token, key, algorithms=[ALGORITHM], audience=audience, issuer=issuer,
-                            leeway=LEEWAY_S, options={"require": REQUIRED})
+                            leeway=leeway_s, options={"require": REQUIRED})
     except jwt.ExpiredSignatureError:
         raise InvalidToken("token expired") from None
     except jwt.InvalidAudienceError:

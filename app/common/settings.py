@@ -76,6 +76,13 @@ class AuthSettings(_ServiceSettings):
 
     session_max: int = Field(5, gt=0)
     password_min_length: int = Field(10, ge=8)
+    # argon2id cost: the library's default (~0.2 s a hash here) unless the env says otherwise;
+    # startup refuses less than OWASP's minimum outside local (app.auth.startup).
+    password_time_cost: int = Field(3, ge=1)
+    password_memory_kib: int = Field(65536, ge=8)
+    password_parallelism: int = Field(4, ge=1)
+    # Clock skew tolerated when checking a token's `exp` (and `iat`).
+    token_leeway_s: float = Field(5.0, ge=0, le=60)
 
     login_rate_email: int = Field(10, gt=0)
     login_rate_ip: int = Field(50, gt=0)
@@ -136,6 +143,9 @@ class BackendSettings(_ServiceSettings):
     jwks_ttl_s: int = Field(300, gt=0)
     # An unknown kid refetches the JWKS at most this often (a stream of forged kids cannot hammer auth).
     jwks_min_refresh_s: float = Field(5.0, ge=0)
+    # Clock skew tolerated when checking a token's `exp`: the same as auth's, or tokens auth still
+    # takes would be refused here (or the other way round).
+    token_leeway_s: float = Field(5.0, ge=0, le=60)
     breaker_failure_threshold: int = Field(5, gt=0)
     breaker_reset_s: float = Field(30.0, gt=0)
 

@@ -55,6 +55,21 @@ class Ledger:
         self.section = ""
         self.running: check | None = None
         self.results: dict[str, CheckResult] = {}
+        # Cleanups of fixtures made once for the whole notebook (workbook.context.Workbook.shared),
+        # run by summary().
+        self.finalizers: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+
+    async def finalize(self) -> list[str]:
+        """Run the notebook's cleanups, last registered first; what failed, one line each."""
+        errors = []
+        while self.finalizers:
+            fn, args = self.finalizers.pop()
+            try:
+                if inspect.isawaitable(result := fn(*args)):
+                    await result
+            except Exception as e:
+                errors.append(f"{getattr(fn, '__name__', fn)}: {_message(e, e.__traceback__)}")
+        return errors
 
     def record(self, result: CheckResult) -> None:
         # Re-running a cell after a fix replaces that check's earlier result.
@@ -103,6 +118,11 @@ def using_now(service: str) -> None:
         return
     if service in _ledger.locks.depends_on:
         _ledger.locks.use(service)
+
+
+def current() -> Ledger:
+    """The running notebook's ledger (setup() started it)."""
+    return _current()
 
 
 def locks() -> ServiceLocks | None:
@@ -264,14 +284,19 @@ def results() -> list[CheckResult]:
     return list(_current().results.values())
 
 
-def summary() -> None:
-    """Show this notebook's results; raise listing every failed check if any failed."""
+async def summary() -> None:
+    """The notebook's last cell (`await summary()`): remove what the notebook's shared fixtures
+    made, show the results, and raise listing every failed check if any failed (or if removing
+    a fixture failed, which would leave it behind)."""
     from workbook.display import show_summary
 
     ledger = _current()
+    teardown_errors = await ledger.finalize()
     recorded = results()
     show_summary(ledger.notebook, recorded)
     failed = [r for r in recorded if r.status == "failed"]
+    if teardown_errors:
+        raise ChecksFailed(f"{ledger.notebook}: removing shared fixtures failed: " + "; ".join(teardown_errors))
     if not recorded:
         raise ChecksFailed(f"{ledger.notebook}: no check ran")
     if failed:

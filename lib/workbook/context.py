@@ -11,8 +11,11 @@ so each is closed with its check.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any, TypeVar
 
 from workbook import checks
 from workbook.clients.platform import AsyncAuth, AsyncBackend, AsyncLlm, auth, backend, llm
@@ -24,11 +27,39 @@ from workbook.stack.registry import SERVICES
 from workbook.stack.state import Paths
 
 
+T = TypeVar("T")
+
+
+@dataclass
+class NotebookScope:
+    """What a shared fixture's maker gets in place of a check: a namespace of its own under the
+    run's, and a `defer` whose cleanups `summary()` runs at the notebook's end."""
+
+    ns: str
+    ledger: checks.Ledger
+
+    def defer(self, fn: Callable[..., Any], *args: Any) -> None:
+        self.ledger.finalizers.append((fn, args))
+
+
 @dataclass
 class Workbook:
     notebook: str
     env: Env
     run_id: str
+    _shared: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    async def shared(self, name: str, make: Callable[[NotebookScope], Awaitable[T]]) -> T:
+        """A fixture made once for the whole notebook and removed at its end (by `summary()`): for
+        what many checks need and none changes, e.g. a logged-in member with a thread to read. A
+        check that changes what it gets makes its own instead.
+
+            reader = await wb.shared("reader", lambda scope: auth.new_user(scope))
+        """
+        if name not in self._shared:
+            ns = re.sub(r"[^a-z0-9_]", "_", f"wb_{self.run_id}_{self.notebook}_{name}".lower())[:63]
+            self._shared[name] = await make(NotebookScope(ns, checks.current()))
+        return self._shared[name]
 
     @property
     def expect(self) -> Expect:

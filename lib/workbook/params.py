@@ -118,6 +118,14 @@ class Lockout(Strict):
     duration_s: int
 
 
+class PasswordHash(Strict):
+    """argon2id's cost: production-grade outside local, cheap but real on a test stack."""
+
+    time_cost: int
+    memory_kib: int
+    parallelism: int
+
+
 class AuthExpect(Strict):
     audience: str
     algorithms: list[str]
@@ -126,6 +134,9 @@ class AuthExpect(Strict):
     login_rate: LoginRate
     lockout: Lockout
     password_min_length: int
+    password_hash: PasswordHash
+    # Clock skew both services tolerate on a token's `exp`: what an expiry check waits past.
+    token_leeway_s: float
     oidc_enabled: bool
 
 

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from app.auth.passwords import hash_password, verify_password
+from app.auth.passwords import Passwords
 from app.auth.roles import ROLES, may_assign, permissions
+
+PASSWORDS = Passwords(time_cost=1, memory_kib=8192, parallelism=1)
 
 
 def test_hash_is_argon2id_salted_and_verifies() -> None:
-    a, b = hash_password("s3cret-password"), hash_password("s3cret-password")
-    assert a.startswith("$argon2id$") and a != b
-    assert verify_password(a, "s3cret-password")
-    assert not verify_password(a, "s3cret-passworD")
+    a, b = PASSWORDS.hash("s3cret-password"), PASSWORDS.hash("s3cret-password")
+    assert a.startswith("$argon2id$v=19$m=8192,t=1,p=1$") and a != b
+    assert PASSWORDS.verify(a, "s3cret-password")
+    assert not PASSWORDS.verify(a, "s3cret-passworD")
 
 
 def test_missing_or_garbage_hash_never_verifies() -> None:
-    assert not verify_password(None, "timing-equaliser-not-a-password")
-    assert not verify_password("not-a-hash", "anything")
+    assert not PASSWORDS.verify(None, "timing-equaliser-not-a-password")
+    assert not PASSWORDS.verify("not-a-hash", "anything")
 
 
 def test_each_role_includes_the_one_below() -> None:

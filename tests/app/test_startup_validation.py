@@ -45,6 +45,13 @@ def test_each_problem_is_named(tmp_path: Path) -> None:
     assert STRONG not in text and "password123" not in text
 
 
+def test_cheap_password_hashing_is_refused_outside_local(tmp_path: Path) -> None:
+    cheap = problems(strong(tmp_path, password_time_cost=1, password_memory_kib=8192, password_parallelism=1))
+    assert [p for p in cheap if p.startswith("AUTH_PASSWORD_MEMORY_KIB")], cheap
+    assert problems(strong(tmp_path, password_time_cost=2, password_memory_kib=19456, password_parallelism=1)) == []
+    assert problems(AuthSettings(env="local", generate_keys=True, password_time_cost=1, password_memory_kib=8192)) == []
+
+
 def test_missing_and_exposed_keys_are_refused(tmp_path: Path) -> None:
     s = strong(tmp_path)
     assert problems(AuthSettings(**{**s.model_dump(), "key_dir": tmp_path / "none"}))[0].startswith("AUTH_KEY_DIR")

@@ -26,7 +26,7 @@ def ring(tmp_path: Path) -> KeyRing:
 
 @pytest.fixture
 def svc(ring: KeyRing) -> TokenService:
-    return TokenService(ring, "https://auth.test", "platform")
+    return TokenService(ring, "https://auth.test", "platform", leeway_s=5)
 
 
 def b64(obj: dict) -> str:
@@ -48,9 +48,9 @@ def test_wrong_type_audience_issuer_and_expiry_are_refused(svc: TokenService, ri
     with pytest.raises(InvalidToken, match="refresh token is not accepted"):
         svc.verify(refresh, "access")
     with pytest.raises(InvalidToken, match="wrong audience"):
-        TokenService(ring, "https://auth.test", "other").verify(svc.issue("u", "access", 60).token, "access")
+        TokenService(ring, "https://auth.test", "other", leeway_s=5).verify(svc.issue("u", "access", 60).token, "access")
     with pytest.raises(InvalidToken, match="wrong issuer"):
-        TokenService(ring, "https://evil.test", "platform").verify(svc.issue("u", "access", 60).token, "access")
+        TokenService(ring, "https://evil.test", "platform", leeway_s=5).verify(svc.issue("u", "access", 60).token, "access")
     with pytest.raises(InvalidToken, match="expired"):
         svc.verify(svc.issue("u", "access", -60).token, "access")
 
@@ -145,3 +145,13 @@ def test_rotated_key_is_published_before_it_signs(tmp_path: Path) -> None:
     time.sleep(0.35)
     assert ring.active().kid == nxt.kid
     ring.retire(first.kid)
+
+
+def test_leeway_is_the_configured_one(ring: KeyRing) -> None:
+    """A token 3 s past `exp` passes a verifier allowing 5 s of skew and fails one allowing 1 s."""
+    lenient = TokenService(ring, "https://auth.test", "platform", leeway_s=5)
+    strict = TokenService(ring, "https://auth.test", "platform", leeway_s=1)
+    token = lenient.issue("u", "access", -3).token
+    assert lenient.verify(token, "access")["sub"] == "u"
+    with pytest.raises(InvalidToken, match="expired"):
+        strict.verify(token, "access")

@@ -10,7 +10,6 @@ from app.auth import grants, refresh, users
 from app.auth.context import Context
 from app.auth.deps import Claims, actor, ctx, user_claims
 from app.common.errors import ApiError, unauthorized
-from app.auth.passwords import hash_async, verify_async
 from app.auth.roles import DEFAULT_ROLE, permissions
 from app.auth.schemas import Credentials, PasswordChange, RefreshRequest
 from app.common.jwt_rules import InvalidToken
@@ -31,7 +30,7 @@ def _check_strength(c: Context, password: str) -> None:
 @router.post("/register", status_code=201)
 async def register(body: Credentials, request: Request, c: Context = Depends(ctx)) -> dict[str, str]:
     _check_strength(c, body.password)
-    hashed = await hash_async(body.password)
+    hashed = await c.passwords.hash_async(body.password)
     try:
         async with c.db.begin() as conn:
             user = await users.create(conn, body.email.strip(), hashed, DEFAULT_ROLE)
@@ -51,7 +50,7 @@ async def login(body: Credentials, request: Request, c: Context = Depends(ctx)) 
                        headers={"Retry-After": str(refusal.retry_after_s)})
     async with c.db.connect() as conn:
         user = await users.by_email(conn, body.email)
-    if not await verify_async(user.password_hash if user else None, body.password) or user is None:
+    if not await c.passwords.verify_async(user.password_hash if user else None, body.password) or user is None:
         await c.limiter.failed(body.email)
         await c.audit.record("login_failure", who, user.id if user else None, body.email, reason="bad_credentials")
         raise unauthorized(BAD_CREDENTIALS, "invalid_credentials")
@@ -106,10 +105,10 @@ async def change_password(body: PasswordChange, request: Request, claims: Claims
                           c: Context = Depends(ctx)) -> Response:
     async with c.db.connect() as conn:
         user = await users.by_id(conn, claims["sub"])
-    if user is None or not await verify_async(user.password_hash, body.current_password):
+    if user is None or not await c.passwords.verify_async(user.password_hash, body.current_password):
         raise unauthorized("current password is wrong", "invalid_credentials")
     _check_strength(c, body.new_password)
-    hashed = await hash_async(body.new_password)
+    hashed = await c.passwords.hash_async(body.new_password)
     async with c.db.begin() as conn:
         await users.set_password(conn, user.id, hashed)
         # Every other session ends: whoever knew the old password is logged out.

@@ -36,7 +36,10 @@ async def public_config(c: Context = Depends(ctx)) -> dict[str, Any]:
         "login_rate": {"per_email": s.login_rate_email, "per_ip": s.login_rate_ip,
                        "window_s": s.login_rate_window_s},
         "lockout": {"threshold": s.lockout_threshold, "duration_s": s.lockout_s},
-        "password_min_length": s.password_min_length, "oidc_enabled": s.oidc_provider_url is not None,
+        "password_min_length": s.password_min_length, "token_leeway_s": s.token_leeway_s,
+        "password_hash": {"algorithm": "argon2id", "time_cost": s.password_time_cost,
+                          "memory_kib": s.password_memory_kib, "parallelism": s.password_parallelism},
+        "oidc_enabled": s.oidc_provider_url is not None,
         "env": s.env, "version": s.version,
     }
 

@@ -16,7 +16,7 @@ router = APIRouter(prefix="/auth", tags=["service"])
 @router.post("/service-token")
 async def service_token(body: ServiceTokenRequest, request: Request, c: Context = Depends(ctx)) -> dict[str, object]:
     async with c.db.connect() as conn:
-        allowed = await service_clients.authenticate(conn, body.client_id, body.client_secret)
+        allowed = await service_clients.authenticate(conn, c.passwords, body.client_id, body.client_secret)
     if allowed is None:
         raise unauthorized("invalid client credentials", "invalid_client")
     wanted = body.scope.split() if body.scope else allowed

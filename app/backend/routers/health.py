@@ -50,7 +50,7 @@ async def ready(c: Context = Depends(ctx)) -> JSONResponse:
     # auth being away degrades (no new keys, no online checks) but does not stop the backend.
     auth = {"status": "ok" if breaker == "closed" and age is not None else "degraded", "breaker": breaker,
             "jwks_keys": len(c.auth.cached_kids), "jwks_age_s": None if age is None else round(age, 1),
-            "jwks_ttl_s": c.settings.jwks_ttl_s, "jwks_min_refresh_s": c.settings.jwks_min_refresh_s}
+            "jwks_ttl_s": c.settings.jwks_ttl_s, "token_leeway_s": c.settings.token_leeway_s, "jwks_min_refresh_s": c.settings.jwks_min_refresh_s}
     ok = pg["status"] == "ok" and redis["status"] == "ok" and bool(c.auth.cached_kids)
     # Without Redis events still reach this instance's sockets, not the other instances'.
     events = {"status": "ok" if c.hub.listening and c.breakers["redis"].state.value == "closed" else "degraded",

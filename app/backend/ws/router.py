@@ -25,7 +25,6 @@ from app.backend.ws.connection import Connection
 from app.backend.ws.envelope import CLOSE_AUTH_ENDED, envelope
 from app.common import auth_keys
 from app.common.errors import ApiError
-from app.common.jwt_rules import LEEWAY_S
 
 router = APIRouter()
 
@@ -57,7 +56,7 @@ async def _watch_token(conn: Connection, who: Principal) -> None:
     """Close the socket when its token expires (with the handshake's leeway) or is revoked,
     checked every ws_auth_recheck_s; each tick also keeps the connection's Redis record alive."""
     c = conn.c
-    expires = who.exp + LEEWAY_S
+    expires = who.exp + c.settings.token_leeway_s
     while True:
         left = expires - time.time()
         await asyncio.sleep(max(0.0, min(left, c.settings.ws_auth_recheck_s)))

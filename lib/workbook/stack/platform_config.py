@@ -31,6 +31,10 @@ def auth_env() -> dict[str, str]:
         "AUTH_LOCKOUT_THRESHOLD": str(a.lockout.threshold),
         "AUTH_LOCKOUT_S": str(a.lockout.duration_s),
         "AUTH_PASSWORD_MIN_LENGTH": str(a.password_min_length),
+        "AUTH_PASSWORD_TIME_COST": str(a.password_hash.time_cost),
+        "AUTH_PASSWORD_MEMORY_KIB": str(a.password_hash.memory_kib),
+        "AUTH_PASSWORD_PARALLELISM": str(a.password_hash.parallelism),
+        "AUTH_TOKEN_LEEWAY_S": str(a.token_leeway_s),
     }
 
 
@@ -39,6 +43,7 @@ def backend_env() -> dict[str, str]:
     ws, agents = e.ws, e.agents
     return {
         "BACKEND_AUDIENCE": e.auth.audience,
+        "BACKEND_TOKEN_LEEWAY_S": str(e.auth.token_leeway_s),
         "BACKEND_WS_AUTH_RECHECK_S": str(ws.auth_recheck_s),
         "BACKEND_WS_MAX_CONNECTIONS_PER_USER": str(ws.limits.max_connections_per_user),
         "BACKEND_WS_MAX_MESSAGE_BYTES": str(ws.limits.max_message_bytes),

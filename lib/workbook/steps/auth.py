@@ -36,10 +36,6 @@ from workbook.faults import Exited
 from workbook.params import AuthExpect, Env
 from workbook.polling import poll
 
-# The clock leeway both services allow when verifying `exp` (app/common/jwt_rules.py LEEWAY_S).
-# No endpoint publishes it, so a check waiting for a token to be refused waits this much longer.
-VERIFY_LEEWAY_S = 5.0
-
 
 # -- answers -----------------------------------------------------------------------------------
 
