@@ -30,6 +30,7 @@ import httpx
 
 from workbook import checks
 from workbook.checks import skip
+from workbook.clients.scope import Check
 from workbook.params import Env
 from workbook.paths import project_root
 from workbook.stack.manager import Stack, free_port
@@ -235,6 +236,18 @@ async def second_instance(env: Env, service: str, overrides: dict[str, str | Non
     finally:
         await inst.stop()
         await inst.drop_scratch()
+
+
+async def started_instance(env: Env, service: str, overrides: dict[str, str | None], scope: Check,
+                           own_database: bool = False) -> Instance:
+    """`second_instance` for longer than one block: started now, stopped (and its scratch database
+    dropped) when `scope` ends - a check, or a notebook's shared fixture (`wb.shared`), so one
+    instance can serve every check of a section."""
+    inst = await asyncio.to_thread(Instance, env, service, overrides, own_database)
+    scope.defer(inst.drop_scratch)
+    scope.defer(inst.stop)
+    await inst.start()
+    return inst
 
 
 async def refusal(env: Env, service: str, overrides: dict[str, str | None], own_database: bool = False) -> Exited:
