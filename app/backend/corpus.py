@@ -29,8 +29,9 @@ def like_pattern(query: str) -> str:
 
 
 async def create(ch: ClickHouse, owner: str, title: str, content: str, tags: list[str]) -> dict[str, Any]:
+    now = datetime.now(UTC)  # stored to the millisecond (DateTime64(3)): said as stored
     row = {"entry_id": str(uuid.uuid4()), "owner_id": owner, "title": title, "content": content, "tags": tags,
-           "created_at": datetime.now(UTC).replace(tzinfo=None, microsecond=0)}
+           "created_at": now.replace(tzinfo=None, microsecond=now.microsecond // 1000 * 1000)}
     await ch.insert("corpus", [[row[c] for c in COLUMNS]], COLUMNS)
     return public(row)
 

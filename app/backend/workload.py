@@ -29,7 +29,7 @@ class EventIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    event_id: str = Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")
+    event_id: str = Field(pattern=r"^[A-Za-z0-9._:-]{1,128}$")
     ts: AwareDatetime  # a timestamp without an offset is ambiguous: refused, not guessed
     workload: StorableStr = Field(min_length=1, max_length=64)
     model: StorableStr = Field(min_length=1, max_length=100)

@@ -44,6 +44,10 @@ class InsertStats:
     last_failed: bool = False
     last_error: str = ""
 
+    def failure(self, e: Exception) -> None:
+        self.failed += 1
+        self.last_failed, self.last_error = True, f"{type(e).__name__}: {str(e)[:200]}"
+
 
 class ClickHouse:
     def __init__(self, url: str, database: str, timeout_s: float, *, admin: Login, writer: Login, reader: Login,
@@ -92,8 +96,7 @@ class ClickHouse:
         try:
             written = await asyncio.to_thread(run)
         except Exception as e:
-            self.inserts.failed += 1
-            self.inserts.last_failed, self.inserts.last_error = True, f"{type(e).__name__}: {str(e)[:200]}"
+            self.inserts.failure(e)
             raise
         self.inserts.ok += 1
         self.inserts.last_failed = False

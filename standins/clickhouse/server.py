@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from standins.clickhouse.encoding import content_type, decompress
+from standins.clickhouse.encoding import content_type, decompress, form_fields
 from standins.clickhouse.engine import (DEFAULT_SESSION_TIMEOUT, Lease, Outcome, Session, connect, log, quote_string,
                                         run)
 from standins.clickhouse.errors import HTTP_STATUS, ClickHouseError
@@ -165,9 +165,9 @@ class Handler(BaseHTTPRequestHandler):
                 if params.get(name, "0") not in ("", "0"):
                     raise ClickHouseError(48, f"'{name}=1' (ClickHouse block compression) is not supported"
                                           " by the chDB stand-in", "NOT_IMPLEMENTED")
-            if self.headers.get("Content-Type", "").startswith("multipart/"):
-                raise ClickHouseError(48, "multipart requests (external data) are not supported by"
-                                      " the chDB stand-in", "NOT_IMPLEMENTED")
+            if self.headers.get("Content-Type", "").startswith("multipart/form-data"):
+                params.update(form_fields(self.headers["Content-Type"], body))
+                body = b""
             # ClickHouse reads the query parameter and the body as one text, in that order.
             query = params.get("query", "")
             body = decompress(body, self.headers.get("Content-Encoding", ""))

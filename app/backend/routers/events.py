@@ -48,7 +48,11 @@ async def ingest(request: Request, who: Principal = Depends(require_permission("
         else:
             fresh[event.event_id] = (index, event)
     if fresh:
-        stored = await workload.known_event_ids(c.clickhouse, who.sub, list(fresh))
+        try:
+            stored = await workload.known_event_ids(c.clickhouse, who.sub, list(fresh))
+        except Exception as e:  # ingestion failing at its first step is a failing insert too
+            c.clickhouse.inserts.failure(e)
+            raise
         duplicates += [fresh.pop(event_id)[0] for event_id in sorted(stored)]
     written = await workload.insert_events(c.clickhouse, who.sub, [e for _, e in fresh.values()], now)
     body: dict[str, Any] = {"received": len(parsed.rows), "accepted": written, "duplicates": sorted(duplicates),

@@ -54,7 +54,7 @@ async def _clickhouse(c: Context) -> dict[str, Any]:
         return report
     try:
         rows = await asyncio.wait_for(ch.query(
-            "SELECT table, count() AS parts, max(n) AS worst FROM (SELECT table, partition, count() AS n "
+            "SELECT table, sum(n) AS parts, max(n) AS worst FROM (SELECT table, partition, count() AS n "
             "FROM system.parts WHERE database = currentDatabase() AND active AND table IN {tables:Array(String)} "
             "GROUP BY table, partition) GROUP BY table", {"tables": list(PLATFORM_TABLES)}, role="admin"),
             READY_TIMEOUT_S)

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import math
+
+import httpx
 import random
 import re
 import shutil
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -65,6 +67,17 @@ async def value(ch: Client, sql: str, **params: Any) -> Any:
 
 async def run(ch: Client, sql: str, settings: Mapping[str, Any] | None = None, **params: Any) -> Any:
     return await asyncio.to_thread(lambda: ch.command(sql, parameters=params, settings=dict(settings or {})))
+
+
+async def http_query(env: Env, login: str, sql: str, **settings: str) -> tuple[int, str]:
+    """`sql` sent as ClickHouse's HTTP interface takes it, with `settings` in the URL as any
+    client may send them (clickhouse-connect itself drops settings a readonly user may not
+    change, so the server's refusal is only seen this way): the status and body."""
+    svc = env.service(login)
+    async with httpx.AsyncClient(timeout=env.timeouts.request_s) as http:
+        resp = await http.post(svc.url, params={"database": svc.database or "default", **settings},
+                               content=sql.encode(), auth=(svc.user or "default", svc.secret() or ""))
+    return resp.status_code, resp.text.strip()
 
 
 def refusal(ch: Client, sql: str, settings: Mapping[str, Any] | None = None) -> str:
@@ -171,12 +184,20 @@ def window(now: datetime, days: int) -> dict[str, str]:
 
 # -- ClickHouse's own view -----------------------------------------------------------------------
 
+async def chunked(data: bytes, size: int = 65536) -> AsyncIterator[bytes]:
+    """`data` as a streamed (chunked) request body."""
+    for start in range(0, len(data), size):
+        yield data[start:start + size]
+
+
 async def stored_events(ch: Client, user_id: str, final: bool = True) -> list[tuple[Any, ...]]:
     """(event_id, ts, model, requests, prompt_tokens, completion_tokens, latency_ms, cost_usd, status) of
     `user_id`'s stored events, by event id; `final`: as after a merge (one row per event id)."""
-    return await rows(ch, f"SELECT event_id, ts, model, requests, prompt_tokens, completion_tokens, latency_ms, "
-                          f"cost_usd, status FROM workload_events {'FINAL' if final else ''} "
-                          "WHERE user_id = {u:String} ORDER BY event_id", u=user_id)
+    found = await rows(ch, f"SELECT event_id, ts, model, requests, prompt_tokens, completion_tokens, latency_ms, "
+                           f"cost_usd, status FROM workload_events {'FINAL' if final else ''} "
+                           "WHERE user_id = {u:String} ORDER BY event_id", u=user_id)
+    # clickhouse-connect hands a DateTime64(3, 'UTC') back as a naive datetime in UTC.
+    return [(r[0], r[1].replace(tzinfo=timezone.utc), *r[2:]) for r in found]
 
 
 async def generate_events(ch: Client, user_id: str, n: int, days: int) -> None:
@@ -333,14 +354,22 @@ def _month(days_ago: int) -> tuple[datetime, str]:
     return ts, f"{ts:%Y%m}"
 
 
+# workload_events' columns with their types: clickhouse-connect does not insert MATERIALIZED
+# columns (event_id, cost_usd, status) unless told the types instead of reading the table's.
+EVENT_COLUMNS = {"user_id": "String", "ts": "DateTime64(3, 'UTC')", "workload": "LowCardinality(String)",
+                 "model": "LowCardinality(String)", "requests": "UInt32", "prompt_tokens": "UInt64",
+                 "completion_tokens": "UInt64", "latency_ms": "Float64", "event_id": "String",
+                 "cost_usd": "Decimal(18, 9)", "status": "LowCardinality(String)"}
+
+
 async def add_aged_events(ch: Client, user_id: str, ages: Mapping[str, int]) -> str:
     """Events `<user_id>-<name>` stamped `ages[name]` days ago, written as the admin (the API
     refuses what is past retention); the partition id of the oldest."""
     data = [[user_id, _month(days)[0], "aged", "gpt-4o", 1, 1, 1, 1.0, f"{user_id}-{name}", Decimal(0), "ok"]
             for name, days in ages.items()]
-    await asyncio.to_thread(ch.insert, "workload_events", data, column_names=[
-        "user_id", "ts", "workload", "model", "requests", "prompt_tokens", "completion_tokens", "latency_ms",
-        "event_id", "cost_usd", "status"], settings={"insert_allow_materialized_columns": 1})
+    await asyncio.to_thread(ch.insert, "workload_events", data, column_names=list(EVENT_COLUMNS),
+                            column_type_names=list(EVENT_COLUMNS.values()),
+                            settings={"insert_allow_materialized_columns": 1})
     return _month(max(ages.values()))[1]
 
 
