@@ -10,6 +10,7 @@ contacted, so an unreachable one still shows only at a real start).
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import NoReturn
 
 from app.backend import startup
@@ -47,6 +48,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     import uvicorn
 
+    # The agents validate tool arguments with jsonschema, which imports rfc3987_syntax (when
+    # installed) only to check "iri" formats, which no tool schema uses and no format checker is
+    # asked for; building its grammar took ~2 s of every start, more than the rest of the import.
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
     from app.backend.app import create_app
 
     # uvicorn enforces the frame size (close 1009) and the ping/pong keepalive (close 1011).
