@@ -271,6 +271,17 @@ async def logged_failures(ch: Client, marker: str) -> list[tuple[Any, ...]]:
                           "position(query, 'system.query_log') = 0", m=marker)
 
 
+async def logged_inserts(ch: Client, table: str, since: datetime) -> list[int]:
+    """The rows each INSERT into `table` (of the current database) wrote since `since`, as the
+    engine's query log has them: one entry per INSERT statement, whoever sent it."""
+    await run(ch, "SYSTEM FLUSH LOGS")
+    found = await rows(ch, "SELECT written_rows FROM system.query_log WHERE type = 'QueryFinish' AND query_kind = 'Insert' "
+                           "AND has(tables, currentDatabase() || '.' || {t:String}) "
+                           "AND event_time_microseconds >= {s:DateTime64(6)} ORDER BY event_time_microseconds",
+                       t=table, s=since.astimezone(timezone.utc).replace(tzinfo=None))
+    return [int(r[0]) for r in found]
+
+
 async def reader_queries(ch: Client, pattern: str, since: datetime) -> list[tuple[Any, ...]]:
     """(user, readonly setting) of every finished query since `since` whose text contains `pattern`."""
     await run(ch, "SYSTEM FLUSH LOGS")
