@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-
-import httpx
 import random
 import re
 import shutil
@@ -24,6 +22,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 from clickhouse_connect.driver.client import Client
 from IPython.display import display
 
