@@ -42,7 +42,7 @@ def auth_env() -> dict[str, str]:
 
 def backend_env() -> dict[str, str]:
     e = expected()
-    ws, agents, on_auth = e.ws, e.agents, e.backend
+    ws, agents, ch, on_auth = e.ws, e.agents, e.clickhouse, e.backend
     return {
         "BACKEND_AUDIENCE": e.auth.audience,
         "BACKEND_TOKEN_LEEWAY_S": str(e.auth.token_leeway_s),
@@ -65,4 +65,10 @@ def backend_env() -> dict[str, str]:
         "BACKEND_AGENT_CONTEXT_MAX_TOKENS": str(agents.limits.context_max_tokens),
         "BACKEND_PLAN_RUNS_PER_DAY": json.dumps(agents.plans),
         "BACKEND_DEFAULT_PLAN": agents.default_plan,
+        "BACKEND_CLICKHOUSE_WRITER_USER": ch.writer_user,
+        "BACKEND_CLICKHOUSE_READER_USER": ch.reader_user,
+        "BACKEND_WORKLOAD_RETENTION_DAYS": str(ch.retention_days),
+        "BACKEND_EVENTS_BATCH_MAX_ROWS": str(ch.batch_max_rows),
+        "BACKEND_EVENTS_BATCH_MAX_BYTES": str(ch.batch_max_bytes),
+        "BACKEND_CLICKHOUSE_PARTS_DEGRADED_AT": str(ch.parts_degraded_at),
     }
