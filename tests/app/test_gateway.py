@@ -26,6 +26,7 @@ from workbook.clients.platform.ws import Socket, open_socket, refused_handshake
 from workbook.stack.auth import AuthService
 from workbook.stack.backend import BackendService
 from workbook.stack.manager import Stack
+from workbook.stack.platform_config import expected
 from workbook.stack.state import stack_secret
 
 TIMEOUT_S = 10.0  # one message, one handshake
@@ -179,6 +180,7 @@ def test_connection_established_describes_the_connection(client: httpx.Client, u
             assert len(p["connection_id"]) == 32 and int(p["connection_id"], 16) >= 0, p
             assert abs(p["server_time"] - time.time()) < 5, p
             assert p["token_expires_at"] == claims["exp"], p
+            assert p["state_ttl_s"] == expected().ws.state_ttl_s, p
             # The local stack's settings (workbook.stack.backend), announced to the client.
             assert p["limits"] == {"max_connections_per_user": 20, "max_message_bytes": 65536, "rate_per_s": 20.0,
                                    "rate_burst": 40, "ping_interval_s": 1.0, "ping_timeout_s": 2.0,
@@ -454,9 +456,9 @@ def test_open_connections_keep_counting_past_the_records_ttl(client: httpx.Clien
         r = redis_client(stack)
         try:
             cid = opened[0].established["payload"]["connection_id"]
-            ttl = await r.ttl(f"ws:conn:{cid}")
-            assert 0 < ttl <= 9, ttl  # 3 x (ping interval 1 s + timeout 2 s) in the local stack
-            await asyncio.sleep(ttl + 1.5)
+            ttl_s = expected().ws.state_ttl_s
+            assert 0 < await r.pttl(f"ws:conn:{cid}") <= ttl_s * 1000
+            await asyncio.sleep(1.5 * ttl_s)  # the record is refreshed while the socket is open
             assert await r.exists(f"ws:conn:{cid}"), "the record of an open connection expired"
             assert await r.scard(f"ws:user_conns:{user['id']}") == 20
             status, answer = await refused_handshake(urls["b2"], TIMEOUT_S, user["access_token"])
@@ -505,7 +507,7 @@ def test_a_crashed_instances_connections_stop_counting(client: httpx.Client, sta
         on2 = [await sock(urls["b2"], user) for _ in range(10)]
         await asyncio.to_thread(stack.kill, "backend2")
         try:
-            await asyncio.sleep(9 + 1.5)  # past the record TTL of the dead instance's connections
+            await asyncio.sleep(expected().ws.state_ttl_s + 1)  # past the record TTL of the dead instance's connections
             back = []
             try:
                 for _ in range(10):  # the clients of the dead instance reconnect to the live one

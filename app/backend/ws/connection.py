@@ -114,9 +114,9 @@ class Connection:
     # -- server-side state ----------------------------------------------------------------------
 
     @property
-    def ttl_s(self) -> int:
+    def ttl_ms(self) -> int:
         """How long the Redis record outlives an instance that died without closing the socket."""
-        return int(self.c.settings.ws_ping_interval_s + self.c.settings.ws_ping_timeout_s) * 3
+        return max(1, round(self.c.settings.ws_state_ttl_s * 1000))
 
     async def register(self, limit: int) -> bool:
         """Record the connection; False (and nothing recorded) if the user is at `limit` already.
@@ -136,9 +136,9 @@ class Connection:
         async with self.c.redis.pipeline(transaction=True) as p:
             p.hset(conn_key(self.id), mapping={"user_id": self.user_id, "instance_id": self.c.settings.instance_id,
                                               "connected_at": time.time(), "threads": "[]"})
-            p.expire(conn_key(self.id), self.ttl_s)
+            p.pexpire(conn_key(self.id), self.ttl_ms)
             p.sadd(key, self.id)
-            p.expire(key, self.ttl_s)
+            p.pexpire(key, self.ttl_ms)
             p.scard(key)
             *_, count = await p.execute()
         if count > limit:
@@ -147,16 +147,22 @@ class Connection:
         return True
 
     async def keep_alive(self) -> None:
-        """Refresh the record's TTL while the socket is open."""
-        async with self.c.redis.pipeline(transaction=True) as p:
-            p.expire(conn_key(self.id), self.ttl_s)
-            p.expire(user_conns_key(self.user_id), self.ttl_s)
-            await p.execute()
+        """Refresh the record's TTL while the socket is open, every third of it: a refresh that
+        fails (Redis away a moment) leaves two more chances before the record lapses."""
+        while True:
+            await asyncio.sleep(self.c.settings.ws_state_ttl_s / 3)
+            try:
+                async with self.c.redis.pipeline(transaction=True) as p:
+                    p.pexpire(conn_key(self.id), self.ttl_ms)
+                    p.pexpire(user_conns_key(self.user_id), self.ttl_ms)
+                    await p.execute()
+            except (RedisError, OSError):
+                pass  # Redis is away: the socket stays open; the next tick tries again
 
     async def save_threads(self) -> None:
         async with self.c.redis.pipeline(transaction=True) as p:
             p.hset(conn_key(self.id), "threads", json.dumps(sorted(self.threads)))
-            p.expire(conn_key(self.id), self.ttl_s)
+            p.pexpire(conn_key(self.id), self.ttl_ms)
             await p.execute()
 
     async def unregister(self) -> None:
