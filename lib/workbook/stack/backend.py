@@ -56,8 +56,6 @@ class BackendService(PlatformService):
             "BACKEND_BREAKER_FAILURE_THRESHOLD": "3",
             "BACKEND_BREAKER_RESET_S": "3",
             "BACKEND_INSTANCE_ID": self.name,
-            # Short enough for the gateway checks to see Redis breaker resets in seconds.
-            "BACKEND_REDIS_BREAKER_RESET_S": "3",
             "BACKEND_RUN_STEP_DELAY_MS": "20",
             "BACKEND_TEST_AGENTS": "true",  # 02's gateway checks start the scripted `probe` agent (off by default)
             "BACKEND_CORS_ORIGINS": json.dumps(CORS_ORIGINS),
