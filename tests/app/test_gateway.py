@@ -23,6 +23,7 @@ from auth_support import BACKEND_DEPENDENCIES, DEPENDENCIES, AuthStack, bearer, 
 from websockets.exceptions import InvalidStatus
 
 from workbook.clients.platform.ws import Socket, open_socket, refused_handshake
+from workbook.polling import poll
 from workbook.stack.auth import AuthService
 from workbook.stack.backend import BackendService
 from workbook.stack.manager import Stack
@@ -465,6 +466,29 @@ def test_open_connections_keep_counting_past_the_records_ttl(client: httpx.Clien
             assert status == 429, answer
         finally:
             await asyncio.gather(*(s.close() for s in opened), return_exceptions=True)
+            await r.aclose()
+
+    run(main)
+
+
+def test_a_lapsed_record_of_an_open_connection_is_written_again(client: httpx.Client, stack: Stack,
+                                                               urls: dict[str, str]) -> None:
+    # What Redis away longer than the TTL leaves: the open socket's record and set member gone.
+    user = register_and_login(client)
+
+    async def main() -> None:
+        s = await sock(urls["b2"], user)
+        r = redis_client(stack)
+        try:
+            cid = s.established["payload"]["connection_id"]
+            before = await r.hgetall(f"ws:conn:{cid}")
+            await r.delete(f"ws:conn:{cid}", f"ws:user_conns:{user['id']}")
+            await poll(lambda: r.sismember(f"ws:user_conns:{user['id']}", cid), within_s=expected().ws.state_ttl_s,
+                       what="the open connection's record written again")
+            assert await r.hgetall(f"ws:conn:{cid}") == before
+            assert 0 < await r.pttl(f"ws:conn:{cid}") <= expected().ws.state_ttl_s * 1000
+        finally:
+            await s.close()
             await r.aclose()
 
     run(main)
