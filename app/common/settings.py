@@ -162,6 +162,9 @@ class BackendSettings(_ServiceSettings):
     ws_ping_interval_s: float = Field(20.0, gt=0)  # server pings; no pong within the timeout: closed
     ws_ping_timeout_s: float = Field(20.0, gt=0)
     ws_auth_recheck_s: float = Field(5.0, gt=0)  # how often an open socket's token is checked for revocation
+    # How long a connection's Redis record (and its user's connection set) outlives an instance that
+    # died without closing it; an open socket refreshes it every third of that.
+    ws_state_ttl_s: float = Field(120.0, gt=0)
     ws_replay_len: int = Field(1000, gt=0)  # events kept per thread for `resume`
     # Redis pub/sub carries events between instances; its breaker decides when to deliver locally only.
     redis_breaker_failure_threshold: int = Field(3, gt=0)

@@ -182,6 +182,13 @@ class WsLimits(Strict):
 
 class WsExpect(Strict):
     auth_recheck_s: float
+    # How long a connection's Redis record outlives an instance that died without closing it
+    # (the gateway reports it in `connection_established`).
+    state_ttl_s: float
+    # How long the `redis` breaker stays open before it lets a trial publish through.
+    redis_breaker_reset_s: float
+    # The access-token lifetime of the second auth instance whose tokens the expiry checks watch expire.
+    expiring_token_ttl_s: int
     limits: WsLimits
 
 

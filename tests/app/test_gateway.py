@@ -23,9 +23,11 @@ from auth_support import BACKEND_DEPENDENCIES, DEPENDENCIES, AuthStack, bearer, 
 from websockets.exceptions import InvalidStatus
 
 from workbook.clients.platform.ws import Socket, open_socket, refused_handshake
+from workbook.polling import poll
 from workbook.stack.auth import AuthService
 from workbook.stack.backend import BackendService
 from workbook.stack.manager import Stack
+from workbook.stack.platform_config import expected
 from workbook.stack.state import stack_secret
 
 TIMEOUT_S = 10.0  # one message, one handshake
@@ -179,6 +181,7 @@ def test_connection_established_describes_the_connection(client: httpx.Client, u
             assert len(p["connection_id"]) == 32 and int(p["connection_id"], 16) >= 0, p
             assert abs(p["server_time"] - time.time()) < 5, p
             assert p["token_expires_at"] == claims["exp"], p
+            assert p["state_ttl_s"] == expected().ws.state_ttl_s, p
             # The local stack's settings (workbook.stack.backend), announced to the client.
             assert p["limits"] == {"max_connections_per_user": 20, "max_message_bytes": 65536, "rate_per_s": 20.0,
                                    "rate_burst": 40, "ping_interval_s": 1.0, "ping_timeout_s": 2.0,
@@ -454,15 +457,38 @@ def test_open_connections_keep_counting_past_the_records_ttl(client: httpx.Clien
         r = redis_client(stack)
         try:
             cid = opened[0].established["payload"]["connection_id"]
-            ttl = await r.ttl(f"ws:conn:{cid}")
-            assert 0 < ttl <= 9, ttl  # 3 x (ping interval 1 s + timeout 2 s) in the local stack
-            await asyncio.sleep(ttl + 1.5)
+            ttl_s = expected().ws.state_ttl_s
+            assert 0 < await r.pttl(f"ws:conn:{cid}") <= ttl_s * 1000
+            await asyncio.sleep(1.5 * ttl_s)  # the record is refreshed while the socket is open
             assert await r.exists(f"ws:conn:{cid}"), "the record of an open connection expired"
             assert await r.scard(f"ws:user_conns:{user['id']}") == 20
             status, answer = await refused_handshake(urls["b2"], TIMEOUT_S, user["access_token"])
             assert status == 429, answer
         finally:
             await asyncio.gather(*(s.close() for s in opened), return_exceptions=True)
+            await r.aclose()
+
+    run(main)
+
+
+def test_a_lapsed_record_of_an_open_connection_is_written_again(client: httpx.Client, stack: Stack,
+                                                               urls: dict[str, str]) -> None:
+    # What Redis away longer than the TTL leaves: the open socket's record and set member gone.
+    user = register_and_login(client)
+
+    async def main() -> None:
+        s = await sock(urls["b2"], user)
+        r = redis_client(stack)
+        try:
+            cid = s.established["payload"]["connection_id"]
+            before = await r.hgetall(f"ws:conn:{cid}")
+            await r.delete(f"ws:conn:{cid}", f"ws:user_conns:{user['id']}")
+            await poll(lambda: r.sismember(f"ws:user_conns:{user['id']}", cid), within_s=expected().ws.state_ttl_s,
+                       what="the open connection's record written again")
+            assert await r.hgetall(f"ws:conn:{cid}") == before
+            assert 0 < await r.pttl(f"ws:conn:{cid}") <= expected().ws.state_ttl_s * 1000
+        finally:
+            await s.close()
             await r.aclose()
 
     run(main)
@@ -505,7 +531,7 @@ def test_a_crashed_instances_connections_stop_counting(client: httpx.Client, sta
         on2 = [await sock(urls["b2"], user) for _ in range(10)]
         await asyncio.to_thread(stack.kill, "backend2")
         try:
-            await asyncio.sleep(9 + 1.5)  # past the record TTL of the dead instance's connections
+            await asyncio.sleep(expected().ws.state_ttl_s + 1)  # past the record TTL of the dead instance's connections
             back = []
             try:
                 for _ in range(10):  # the clients of the dead instance reconnect to the live one

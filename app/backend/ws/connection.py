@@ -36,6 +36,8 @@ from app.common.errors import ApiError
 from app.common.text import unstorable
 
 if TYPE_CHECKING:
+    from redis.asyncio.client import Pipeline
+
     from app.backend.context import Context
 
 OUTGOING_MAX = 2000
@@ -60,6 +62,8 @@ class Connection:
         self.id = uuid.uuid4().hex
         self.ws, self.who, self.c = ws, who, c
         self.user_id = who.sub
+        self.connected_at = time.time()
+        self.registered = False  # between register and unregister: only then may keep_alive write the record
         self.threads: set[str] = set()
         self.sent: dict[str, set[int]] = {}  # thread -> event ids sent on this socket (no duplicates)
         self.holding: dict[str, list[dict[str, Any]]] = {}  # thread -> live events held during a replay
@@ -114,9 +118,9 @@ class Connection:
     # -- server-side state ----------------------------------------------------------------------
 
     @property
-    def ttl_s(self) -> int:
+    def ttl_ms(self) -> int:
         """How long the Redis record outlives an instance that died without closing the socket."""
-        return int(self.c.settings.ws_ping_interval_s + self.c.settings.ws_ping_timeout_s) * 3
+        return max(1, round(self.c.settings.ws_state_ttl_s * 1000))
 
     async def register(self, limit: int) -> bool:
         """Record the connection; False (and nothing recorded) if the user is at `limit` already.
@@ -132,34 +136,52 @@ class Connection:
                 alive = await p.execute()
             if dead := [m for m, up in zip(members, alive) if not up]:
                 await self.c.redis.srem(key, *dead)
-        # The record and the set member appear together, so no member is ever without its record.
         async with self.c.redis.pipeline(transaction=True) as p:
-            p.hset(conn_key(self.id), mapping={"user_id": self.user_id, "instance_id": self.c.settings.instance_id,
-                                              "connected_at": time.time(), "threads": "[]"})
-            p.expire(conn_key(self.id), self.ttl_s)
-            p.sadd(key, self.id)
-            p.expire(key, self.ttl_s)
+            self._write_record(p)
             p.scard(key)
             *_, count = await p.execute()
+        self.registered = True
         if count > limit:
             await self.unregister()
             return False
         return True
 
+    def _write_record(self, p: Pipeline) -> None:
+        """The record and the set member, written together so no member is ever without its record."""
+        p.hset(conn_key(self.id), mapping={"user_id": self.user_id, "instance_id": self.c.settings.instance_id,
+                                          "connected_at": self.connected_at, "threads": json.dumps(sorted(self.threads))})
+        p.pexpire(conn_key(self.id), self.ttl_ms)
+        p.sadd(user_conns_key(self.user_id), self.id)
+        p.pexpire(user_conns_key(self.user_id), self.ttl_ms)
+
     async def keep_alive(self) -> None:
-        """Refresh the record's TTL while the socket is open."""
-        async with self.c.redis.pipeline(transaction=True) as p:
-            p.expire(conn_key(self.id), self.ttl_s)
-            p.expire(user_conns_key(self.user_id), self.ttl_s)
-            await p.execute()
+        """Refresh the record's TTL while the socket is open, every third of it: a refresh that
+        fails (Redis away a moment) leaves two more chances before the record lapses, and a record
+        that lapsed anyway (Redis away longer than the TTL) is written again, so the open socket
+        counts toward its user's limit once Redis is back."""
+        while True:
+            await asyncio.sleep(self.c.settings.ws_state_ttl_s / 3)
+            try:
+                async with self.c.redis.pipeline(transaction=True) as p:
+                    p.pexpire(conn_key(self.id), self.ttl_ms)
+                    p.sismember(user_conns_key(self.user_id), self.id)
+                    p.pexpire(user_conns_key(self.user_id), self.ttl_ms)
+                    kept, member, _ = await p.execute()
+                if not (kept and member) and self.registered:
+                    async with self.c.redis.pipeline(transaction=True) as p:
+                        self._write_record(p)
+                        await p.execute()
+            except (RedisError, OSError):
+                pass  # Redis is away: the socket stays open; the next tick tries again
 
     async def save_threads(self) -> None:
         async with self.c.redis.pipeline(transaction=True) as p:
             p.hset(conn_key(self.id), "threads", json.dumps(sorted(self.threads)))
-            p.expire(conn_key(self.id), self.ttl_s)
+            p.pexpire(conn_key(self.id), self.ttl_ms)
             await p.execute()
 
     async def unregister(self) -> None:
+        self.registered = False
         async with self.c.redis.pipeline(transaction=True) as p:
             p.delete(conn_key(self.id))
             p.srem(user_conns_key(self.user_id), self.id)

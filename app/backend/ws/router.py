@@ -54,7 +54,7 @@ async def _refuse(ws: WebSocket, status: int, error: str, detail: str) -> None:
 
 async def _watch_token(conn: Connection, who: Principal) -> None:
     """Close the socket when its token expires (with the handshake's leeway) or is revoked,
-    checked every ws_auth_recheck_s; each tick also keeps the connection's Redis record alive."""
+    checked every ws_auth_recheck_s."""
     c = conn.c
     expires = who.exp + c.settings.token_leeway_s
     while True:
@@ -62,7 +62,6 @@ async def _watch_token(conn: Connection, who: Principal) -> None:
         await asyncio.sleep(max(0.0, min(left, c.settings.ws_auth_recheck_s)))
         reason = "token expired" if time.time() >= expires else None
         try:
-            await conn.keep_alive()
             if reason is None and await c.redis.exists(auth_keys.denied(who.jti)):
                 reason = "token revoked"
             elif reason is None and who.session_id and not await c.redis.exists(auth_keys.session(who.session_id)):
@@ -101,13 +100,13 @@ async def gateway(ws: WebSocket) -> None:
     s = c.settings
     conn.send(envelope("connection_established", {
         "connection_id": conn.id, "user_id": who.sub, "instance_id": s.instance_id, "server_time": time.time(),
-        "token_expires_at": who.exp,
+        "token_expires_at": who.exp, "state_ttl_s": s.ws_state_ttl_s,
         "limits": {"max_connections_per_user": s.ws_max_connections_per_user,
                    "max_message_bytes": s.ws_max_message_bytes, "rate_per_s": s.ws_rate_per_s,
                    "rate_burst": s.ws_rate_burst, "ping_interval_s": s.ws_ping_interval_s,
                    "ping_timeout_s": s.ws_ping_timeout_s, "replay_len": s.ws_replay_len}}))
     tasks = [asyncio.create_task(conn.writer()), asyncio.create_task(_watch_token(conn, who)),
-             asyncio.create_task(conn.serve())]
+             asyncio.create_task(conn.keep_alive()), asyncio.create_task(conn.serve())]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:

@@ -55,8 +55,6 @@ class BackendService(PlatformService):
             "BACKEND_SERVICE_CLIENT_SECRET": stack_secret(paths, "auth-client-backend"),
             "BACKEND_AUTH_TIMEOUT_S": "1",
             "BACKEND_INSTANCE_ID": self.name,
-            # Short enough for the gateway checks to see Redis breaker resets in seconds.
-            "BACKEND_REDIS_BREAKER_RESET_S": "3",
             "BACKEND_RUN_STEP_DELAY_MS": "20",
             "BACKEND_TEST_AGENTS": "true",  # 02's gateway checks start the scripted `probe` agent (off by default)
             "BACKEND_CORS_ORIGINS": json.dumps(CORS_ORIGINS),

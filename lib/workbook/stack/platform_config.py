@@ -51,6 +51,8 @@ def backend_env() -> dict[str, str]:
         "BACKEND_BREAKER_FAILURE_THRESHOLD": str(on_auth.auth_breaker.failure_threshold),
         "BACKEND_BREAKER_RESET_S": str(on_auth.auth_breaker.reset_s),
         "BACKEND_WS_AUTH_RECHECK_S": str(ws.auth_recheck_s),
+        "BACKEND_WS_STATE_TTL_S": str(ws.state_ttl_s),
+        "BACKEND_REDIS_BREAKER_RESET_S": str(ws.redis_breaker_reset_s),
         "BACKEND_WS_MAX_CONNECTIONS_PER_USER": str(ws.limits.max_connections_per_user),
         "BACKEND_WS_MAX_MESSAGE_BYTES": str(ws.limits.max_message_bytes),
         "BACKEND_WS_RATE_PER_S": str(ws.limits.rate_per_s),

@@ -34,6 +34,7 @@ from workbook.clients.platform import AsyncAuth, AsyncBackend, PlatformError, Us
 from workbook.clients.platform.ws import Socket
 from workbook.clients.scope import Check
 from workbook.concurrency import gather_bounded
+from workbook.context import Workbook
 from workbook.params import Env, Load
 from workbook.polling import poll
 from workbook.stats import LatencyStats
@@ -49,6 +50,10 @@ CRITICAL_EVENTS = ("agent_started", "agent_thinking", "tool_executing", "tool_co
 TERMINAL_STATUS = {"final_report": "completed", "agent_error": "failed", "agent_stopped": "cancelled"}
 # The scripted test agent the gateway checks start: its events have controllable timing and no model.
 PROBE = "probe"
+# How long a check listens for what must not come (a duplicate, a leak, an event after a run's
+# end, a reply to a refused request): each of them would arrive within milliseconds of what
+# it follows, through the same instance and Redis subscription.
+QUIET_S = 0.3
 ISO_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|\+00:00)")
 CALL_ID = re.compile(r"call_[0-9a-f]{12}")
 # Text a client may send: many scripts, emoji sequences, combining marks, zero-width and line
@@ -161,15 +166,21 @@ async def connect_first_accepting(ck: Check, user: User, backends: Sequence[Asyn
     raise AssertionError("no instance accepted the handshake")
 
 
-async def short_lived_access_tokens(env: Env, auth: AsyncAuth, user: User, n: int = 1, ttl_s: int = 3) -> list[str]:
-    """`n` access tokens of `user` that live `ttl_s` seconds, from a second auth process with the
-    same keys, database and Redis: the stack's own auth issues tokens too long-lived to watch expire."""
-    issuer = (await auth.config())["issuer"]
-    async with faults.second_instance(env, "auth", {"AUTH_ISSUER": issuer, "AUTH_ACCESS_TTL_S": str(ttl_s)}) as inst:
-        ready = await inst.wait_answering("/health/ready", env.timeouts.startup_s)
+async def expiring_token_auth(wb: Workbook, auth: AsyncAuth) -> AsyncAuth:
+    """A client of a second auth process (the same keys, database and Redis) whose access tokens live
+    `expect.ws.expiring_token_ttl_s`: the stack's own auth issues tokens too long-lived to watch
+    expire. Started by the first check that needs it, it serves every expiry check of the notebook
+    and stops at its end (`wb.shared`): a start costs seconds, a token a few milliseconds."""
+    async def start(scope: Check) -> AsyncAuth:
+        issuer = (await auth.config())["issuer"]
+        inst = await faults.started_instance(wb.env, "auth", {
+            "AUTH_ISSUER": issuer, "AUTH_ACCESS_TTL_S": str(wb.expect.ws.expiring_token_ttl_s)}, scope)
+        ready = await inst.wait_answering("/health/ready", wb.env.timeouts.startup_s)
         assert ready.status_code == 200, f"second auth not ready: {ready.status_code} {inst.output[-300:]}"
-        async with auth_client(env, url=inst.url) as other:
-            return [(await other.login(user)).access for _ in range(n)]
+        other = auth_client(wb.env, url=inst.url)
+        scope.defer(other.aclose)
+        return other
+    return await wb.shared("expiring_token_auth", start)
 
 
 async def assert_handshake_refused(backends: Sequence[AsyncBackend], token: str | None, detail: str,
@@ -271,10 +282,18 @@ async def ping_flood(sock: Socket, n: int) -> list[Message]:
     return await next_replies(sock, n)
 
 
-async def until_run_end_then_quiet(sock: Socket, quiet_s: float = 0.5) -> list[Message]:
-    """Messages up to the first run end, and whatever comes within `quiet_s` after it (a leak or a
-    duplicate arriving late shows up there)."""
-    return await sock.until(lambda m: m["type"] in RUN_END) + await sock.quiet(quiet_s)
+async def until_then_quiet(sock: Socket, match: Callable[[Message], bool] | str, within_s: float) -> list[Message]:
+    """Messages up to the first that matches (what the check waits for, at most `within_s`) and
+    whatever comes within QUIET_S after it: a leak or a duplicate arriving late shows up there.
+    Nothing matching is no error here: the check's assert then says what did arrive."""
+    test = (lambda m: m["type"] == match) if isinstance(match, str) else match
+    got, _ = await read_until(sock, lambda seen: test(seen[-1]), within_s)
+    return got + await sock.quiet(QUIET_S)
+
+
+def run_ended(message: Message) -> bool:
+    """Whether `message` ends a run (what a client waits for to know the run is over)."""
+    return message["type"] in RUN_END
 
 
 async def read_until(sock: Socket, done: Callable[[list[Message]], bool], within_s: float
@@ -594,6 +613,13 @@ async def ready_and_subscribed(backend: AsyncBackend, within_s: float) -> dict[s
     _, body = await poll(read, until=lambda r: r[0] == 200 and r[1]["checks"]["events"]["subscribed"], within_s=within_s,
                          every_s=0.2, what=f"{backend.url} ready and subscribed")
     return body
+
+
+async def broadcast_subscribers(redis: Redis) -> int:
+    """How many connections listen on `ws:broadcast`: each instance's hub holds one while its Redis
+    subscription is up. Read from Redis itself, so no instance's connection pool is touched."""
+    [(_, count)] = await redis.pubsub_numsub("ws:broadcast")
+    return int(count)
 
 
 async def redis_breaker(backend: AsyncBackend) -> dict[str, Any]:
