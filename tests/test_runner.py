@@ -105,6 +105,11 @@ def test_timeout_kills_the_notebook_keeps_partial_results(project: Path) -> None
     assert [c.id for c in res.checks] == ["01_slow.basic.before_hang", "02_fine.basic.fine"]
     assert slow.duration_s < 30
     assert next(n for n in res.notebooks if n.name == "02_fine").status == "passed"
+    # The output notebook is written at the end whatever happened, not only every few seconds.
+    executed = nbformat.read(project / "outputs" / "latest" / "01_slow.ipynb", as_version=4)
+    count = {c.source.splitlines()[0]: c.execution_count for c in executed.cells if c.cell_type == "code" and c.source}
+    assert count['with check("before_hang"):'] and count["import time"], count
+    assert count['with check("never_reached"):'] is None, count
 
 
 def test_a_dead_kernel_fails_its_notebook_only(project: Path) -> None:

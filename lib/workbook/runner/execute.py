@@ -66,6 +66,8 @@ def _cpu_seconds(pid: int | None) -> float:
 def execute(job: Job, pool: KernelPool, s: Settings, stop: threading.Event | None = None) -> NotebookResult:
     import nbformat
     import papermill
+
+    from workbook.runner import engine
     from papermill.exceptions import PapermillExecutionError
 
     stop = stop or threading.Event()
@@ -87,7 +89,8 @@ def execute(job: Job, pool: KernelPool, s: Settings, stop: threading.Event | Non
         papermill.execute_notebook(
             nbformat.from_dict(job.nb), str(job.out), kernel_name="python3", km=km, progress_bar=False,
             parameters={"env": s.env, "run_id": s.run_id, "ledger_path": str(ledger_path(job))},
-            request_save_on_cell_execute=True, cwd=str(s.cwd), execution_timeout=s.cell_timeout_s,
+            request_save_on_cell_execute=True, engine_name=engine.NAME, cwd=str(s.cwd),
+            execution_timeout=s.cell_timeout_s,
         )
     except PapermillExecutionError as e:
         status = "failed"
