@@ -39,7 +39,7 @@ class BackendService(PlatformService):
         pg_password = stack_secret(paths, "postgres")
         ensure_database(pg.url, pg_password, DATABASE)
         env = {
-            # The limits local params expect (gateway, agents, plans) come first; the rest is here.
+            # The limits and clocks local params expect (gateway, agents, plans) come first; the rest is here.
             **backend_env(),
             "BACKEND_ENV": "local",
             "BACKEND_DATABASE_URL": pg.url.rsplit("/", 1)[0] + f"/{DATABASE}",
@@ -65,11 +65,6 @@ class BackendService(PlatformService):
             "BACKEND_CLICKHOUSE_PASSWORD": stack_secret(paths, "clickhouse"),
             "BACKEND_LLM_BASE_URL": llm.url,
             "BACKEND_LLM_API_KEY": stack_secret(paths, "llm"),
-            # Agent checks make faults happen and wait for the platform to notice: seconds, not minutes.
-            "BACKEND_LLM_BACKOFF_S": "0.05",
-            "BACKEND_LLM_BREAKER_RESET_S": "3",
-            "BACKEND_AGENT_INPUT_TIMEOUT_S": "30",
-            "BACKEND_RUN_LEASE_S": "3",
         }
         return Launch(argv=[sys.executable, "-m", "app.backend", "--host", "127.0.0.1", "--port", str(port)],
                       env=env)

@@ -2,8 +2,8 @@
 
 Each limit the local env expects of the platform is written once, in params: the stack starts
 auth and the backends with it, and the checks then hold what the services report and enforce
-to the same file. Settings the workbook has no expectation of (breaker timings, leases) stay
-in the service modules beside the reason they are short.
+to the same file. Settings the workbook has no expectation of (the auth breaker's timings)
+stay in the service modules beside the reason they are short.
 """
 
 from __future__ import annotations
@@ -57,6 +57,11 @@ def backend_env() -> dict[str, str]:
         "BACKEND_AGENT_STEP_TIMEOUT_S": str(agents.limits.step_timeout_s),
         "BACKEND_AGENT_RUN_TIMEOUT_S": str(agents.limits.run_timeout_s),
         "BACKEND_AGENT_CONTEXT_MAX_TOKENS": str(agents.limits.context_max_tokens),
+        "BACKEND_AGENT_INPUT_TIMEOUT_S": str(agents.limits.input_timeout_s),
+        "BACKEND_RUN_LEASE_S": str(agents.limits.run_lease_s),
+        "BACKEND_PRICE_CACHE_TTL_S": str(agents.limits.price_cache_ttl_s),
+        "BACKEND_LLM_BACKOFF_S": str(agents.limits.llm_backoff_s),
+        "BACKEND_LLM_BREAKER_RESET_S": str(agents.limits.llm_breaker_reset_s),
         "BACKEND_PLAN_RUNS_PER_DAY": json.dumps(agents.plans),
         "BACKEND_DEFAULT_PLAN": agents.default_plan,
     }
