@@ -7,15 +7,29 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from sqlalchemy import text
 
 from app.backend.context import Context
-from app.backend.routers import admin, agents, health, internal, runs, threads, users
+from app.backend.routers import admin, agents, analytics, corpus, events, health, internal, runs, threads, users
 from app.backend.ws import router as ws
 from app.common import errors, middleware
+from app.common.clickhouse_schema import migrate
 from app.common.errors import ApiError
 from app.common.settings import BackendSettings
 
 log = logging.getLogger("app.backend")
+
+# Instances starting together apply the ClickHouse migrations one after the other.
+CLICKHOUSE_MIGRATIONS_LOCK = 0x636B6D67  # "ckmg"
+
+
+async def migrate_clickhouse(c: Context) -> None:
+    async with c.db.connect() as conn:
+        await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": CLICKHOUSE_MIGRATIONS_LOCK})
+        try:
+            await migrate(c.clickhouse)
+        finally:
+            await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": CLICKHOUSE_MIGRATIONS_LOCK})
 
 
 def create_app(settings: BackendSettings) -> FastAPI:
@@ -30,7 +44,7 @@ def create_app(settings: BackendSettings) -> FastAPI:
             # Not fatal: readiness says not_ready until the first verification fetches the keys.
             log.warning("no JWKS at startup: %s", e.detail)
         try:
-            await c.clickhouse.create_schema()
+            await migrate_clickhouse(c)
         except Exception as e:  # runs still start; their ClickHouse writes fail and are logged
             log.warning("ClickHouse schema not ensured at startup: %s", e)
         interrupted = await c.runner.recover()
@@ -47,7 +61,8 @@ def create_app(settings: BackendSettings) -> FastAPI:
                   openapi_url="/openapi.json" if settings.is_local else None)
     errors.install(app, http_dependency="auth")
     for r in (health.router, users.router, threads.router, runs.router, admin.router, internal.router, agents.router,
-              ws.router):
+              events.router, analytics.router, corpus.router, ws.router):
         app.include_router(r)
-    middleware.install(app, settings.cors_origins, settings.max_body_bytes)
+    middleware.install(app, settings.cors_origins, settings.max_body_bytes,
+                       {events.BATCH_PATH: settings.events_batch_max_bytes})
     return app

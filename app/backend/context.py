@@ -20,7 +20,7 @@ from app.backend.runs import Runner
 from app.backend.tokens import TokenVerifier
 from app.backend.ws.hub import Hub
 from app.common.breaker import CircuitBreaker, PeerFailure
-from app.common.clickhouse import ClickHouse
+from app.common.clickhouse import ClickHouse, Login
 from app.common.redis_client import make_redis
 from app.common.settings import BackendSettings
 
@@ -60,8 +60,12 @@ class Context:
         bus = EventBus(redis, hub, events_breaker, settings.ws_replay_len, settings.instance_id)
         llm = LlmClient(settings, http, llm_breaker)
         catalog = Catalog(db, redis, settings.price_cache_ttl_s)
-        clickhouse = ClickHouse(settings.clickhouse_url, settings.clickhouse_user, settings.secret("clickhouse_password"),
-                                settings.clickhouse_database, t)
+        clickhouse = ClickHouse(
+            settings.clickhouse_url, settings.clickhouse_database, t,
+            admin=Login(settings.clickhouse_user, settings.secret("clickhouse_password")),
+            writer=Login(settings.clickhouse_writer_user, settings.secret("clickhouse_writer_password")),
+            reader=Login(settings.clickhouse_reader_user, settings.secret("clickhouse_reader_password")),
+            retention_days=settings.workload_retention_days, manage_users=settings.clickhouse_manage_users)
         agents = registry(settings.test_agents)
         runner = Runner(settings, agents, Services(db=db, redis=redis, bus=bus, llm=llm, catalog=catalog,
                                                    clickhouse=clickhouse, agents=agents.runs()))

@@ -20,6 +20,8 @@ def problems(settings: BackendSettings) -> list[str]:
     check_secret(found, "BACKEND_SERVICE_CLIENT_SECRET", settings.secret("service_client_secret"), 32)
     check_secret(found, "BACKEND_LLM_API_KEY", settings.secret("llm_api_key"))
     check_secret(found, "BACKEND_CLICKHOUSE_PASSWORD", settings.secret("clickhouse_password"))
+    check_secret(found, "BACKEND_CLICKHOUSE_WRITER_PASSWORD", settings.secret("clickhouse_writer_password"))
+    check_secret(found, "BACKEND_CLICKHOUSE_READER_PASSWORD", settings.secret("clickhouse_reader_password"))
     if "*" in settings.cors_origins:
         found.append("BACKEND_CORS_ORIGINS must list origins, not '*'")
     if settings.env in ("staging", "production"):

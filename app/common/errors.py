@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import redis.exceptions
+from clickhouse_connect.driver.exceptions import OperationalError as ClickHouseUnreachable
 import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -36,6 +37,8 @@ def body(request: Request, error: str, detail: str, **extra: Any) -> dict[str, A
 def _dependency(exc: Exception, http_dependency: str) -> str:
     if isinstance(exc, redis.exceptions.RedisError):
         return "redis"
+    if isinstance(exc, ClickHouseUnreachable):
+        return "clickhouse"
     if isinstance(exc, httpx.HTTPError):
         return http_dependency
     return "postgres"
@@ -70,7 +73,7 @@ def install(app: FastAPI, http_dependency: str) -> None:
 
     for kind in (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, httpx.TransportError,
                  sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.TimeoutError,
-                 ConnectionError, TimeoutError, OSError):
+                 ClickHouseUnreachable, ConnectionError, TimeoutError, OSError):
         app.add_exception_handler(kind, unavailable)
 
     @app.exception_handler(Exception)

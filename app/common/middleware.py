@@ -35,18 +35,21 @@ class RequestId:
 
 
 class BodyLimit:
-    """Refuse bodies over `limit` bytes with 413, by Content-Length or while reading a chunked one."""
+    """Refuse bodies over `limit` bytes with 413, by Content-Length or while reading a chunked one;
+    `per_path` gives some paths a limit of their own (an ingestion batch is larger than a message)."""
 
-    def __init__(self, app: ASGIApp, limit: int):
+    def __init__(self, app: ASGIApp, limit: int, per_path: dict[str, int] | None = None):
         self.app = app
         self.limit = limit
+        self.per_path = per_path or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        limit = self.per_path.get(scope["path"], self.limit)
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            return await self._too_large(scope, send)
+        if length is not None and length.isdigit() and int(length) > limit:
+            return await self._too_large(scope, send, limit)
         chunks, size, more = [], 0, True
         while more:
             message = await receive()
@@ -54,8 +57,8 @@ class BodyLimit:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.limit:
-                return await self._too_large(scope, send)
+            if size > limit:
+                return await self._too_large(scope, send, limit)
             chunks.append(chunk)
             more = message.get("more_body", False)
         buffered = b"".join(chunks)
@@ -70,21 +73,22 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, scope: Scope, send: Send) -> None:
+    async def _too_large(self, scope: Scope, send: Send, limit: int) -> None:
         rid = scope.get("state", {}).get("request_id")
         payload = json.dumps({"error": "payload_too_large",
-                              "detail": f"request body exceeds {self.limit} bytes", "request_id": rid}).encode()
+                              "detail": f"request body exceeds {limit} bytes", "request_id": rid}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(payload)).encode()), (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": payload})
 
 
-def install(app: FastAPI, cors_origins: list[str], max_body_bytes: int) -> None:
+def install(app: FastAPI, cors_origins: list[str], max_body_bytes: int,
+            body_limits: dict[str, int] | None = None) -> None:
     # Added last = outermost: the request id exists before anything else can answer.
     app.add_middleware(CORSMiddleware, allow_origins=cors_origins, allow_credentials=True,
                        allow_methods=["GET", "POST", "PATCH", "DELETE"],
                        allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
                        expose_headers=["X-Request-ID", "Retry-After"])
-    app.add_middleware(BodyLimit, limit=max_body_bytes)
+    app.add_middleware(BodyLimit, limit=max_body_bytes, per_path=body_limits)
     app.add_middleware(RequestId)

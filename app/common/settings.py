@@ -123,7 +123,7 @@ class AuthSettings(_ServiceSettings):
 class BackendSettings(_ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="BACKEND_", extra="ignore", frozen=True)
     secret_fields = ("database_password", "redis_password", "service_client_secret", "llm_api_key",
-                     "clickhouse_password")
+                     "clickhouse_password", "clickhouse_writer_password", "clickhouse_reader_password")
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/backend"
     database_password: SecretStr | None = None
@@ -177,6 +177,23 @@ class BackendSettings(_ServiceSettings):
     clickhouse_user: str = "default"
     clickhouse_password: SecretStr | None = None
     clickhouse_database: str = "default"
+    # `clickhouse_user` runs the migrations; the platform itself logs in as two more users: the
+    # writer (ingestion, usage, corpus changes) and the reader (analytics, agent tools), whose
+    # `readonly` profile makes the server refuse any write. With `clickhouse_manage_users` the
+    # migrations create both, with their grants (a server); off, the server already has them.
+    clickhouse_writer_user: str = Field("platform_writer", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+    clickhouse_writer_password: SecretStr | None = None
+    clickhouse_reader_user: str = Field("platform_reader", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+    clickhouse_reader_password: SecretStr | None = None
+    clickhouse_manage_users: bool = False
+    # Workload events older than this are dropped by the table's TTL (usage events, the bill, never).
+    workload_retention_days: int = Field(395, gt=0, le=3650)
+    # One ingestion batch (POST /api/events/batch): more rows or bytes are refused with 413.
+    events_batch_max_rows: int = Field(10_000, gt=0, le=1_000_000)
+    events_batch_max_bytes: int = Field(4 * 1024 * 1024, gt=0)
+    # A platform table with more active parts than this in one partition: readiness degraded
+    # (ClickHouse itself starts delaying inserts at 1000 and refuses them at 3000).
+    clickhouse_parts_degraded_at: int = Field(300, gt=0)
 
     # The OpenAI-compatible provider every agent calls.
     llm_base_url: str = "http://127.0.0.1:8090/v1"

@@ -14,6 +14,7 @@ from pydantic import SecretStr
 
 from workbook.errors import ConfigError
 from workbook.params import Env, Service, load_params
+from workbook.stack.clickhouse import login_users
 from workbook.stack.state import embedded_endpoints
 
 __all__ = ["Env", "load_env", "resolve_secrets"]
@@ -39,6 +40,7 @@ def load_env(name: str, params_dir: Path | None = None) -> Env:
         env.services = {**env.services, **{
             name: Service(url=e.url, user=e.user, database=e.database,
                           password=SecretStr(e.password) if e.password else None)
-            for name, e in embedded_endpoints(root).items()}}
+            for name, e in embedded_endpoints(
+                root, {login: ("clickhouse", user) for login, user in login_users().items()}).items()}}
     resolve_secrets(env)
     return env

@@ -98,11 +98,23 @@ class AgentBudgets(Strict):
     breaker_fail_fast_ms: float
 
 
+class ClickHouseBudgets(Strict):
+    # a 10k-row batch through the ingestion API, answered
+    ingest_10k_ms: float
+    # each analytics endpoint at the 95th percentile, over a million rows of one user
+    analytics_p95_ms: float
+    # what /health/ready may report as ClickHouse's latency
+    ready_latency_ms: float
+    # active parts one ingestion batch may leave behind (1: a batch is one INSERT)
+    parts_per_batch: int
+
+
 class Budgets(Strict):
     preflight: PreflightBudgets
     auth: AuthBudgets
     ws: WsBudgets
     agents: AgentBudgets
+    clickhouse: ClickHouseBudgets
 
 
 # -- expectations: the platform's configuration as the team decided it --------------------------
@@ -203,11 +215,27 @@ class AgentsExpect(Strict):
     default_plan: str
 
 
+class ClickHouseExpect(Strict):
+    """The platform's ClickHouse as the team decided it (the backend reports it at /health/ready)."""
+
+    # the two users the platform logs in as besides its migrations' admin
+    writer_user: str
+    reader_user: str
+    # workload events older than this are dropped by the table's TTL (usage events never are)
+    retention_days: int
+    # one ingestion batch: more rows or bytes are refused with 413
+    batch_max_rows: int
+    batch_max_bytes: int
+    # a platform table with more active parts than this in one partition makes readiness degraded
+    parts_degraded_at: int
+
+
 class Expect(Strict):
     auth: AuthExpect
     backend: BackendExpect
     ws: WsExpect
     agents: AgentsExpect
+    clickhouse: ClickHouseExpect
 
 
 class Env(BaseModel):

@@ -9,8 +9,7 @@ Behaves like a single-node ClickHouse server, with these deliberate differences:
   are accepted and ignored, which HTTP allows and clickhouse-connect handles. Request
   bodies may be compressed (`Content-Encoding`: gzip, deflate, zstd, lz4 frames;
   clickhouse-connect compresses inserts with lz4 by default). ClickHouse's own block
-  compression (`compress=1`, `decompress=1`) and multipart requests (external data)
-  answer NOT_IMPLEMENTED.
+  compression (`compress=1`, `decompress=1`) and external data answer NOT_IMPLEMENTED.
 - `client_protocol_version` is ignored, so clickhouse-connect's probe sees plain Native
   and it stays on protocol version 0, which it supports in full.
 - `param_<name>` values go to chDB's own query parameters, which binds `{name:Type}`
@@ -26,6 +25,8 @@ Behaves like a single-node ClickHouse server, with these deliberate differences:
   connection of its own. chDB runs connections in parallel, so no global lock is needed;
   each session's connection serves one request at a time, and a second concurrent
   request for it fails with SESSION_IS_LOCKED, as in ClickHouse.
-- GET requests are not made read-only. Users other than `default` exist only when no
-  password file is given; then any user and password are accepted.
+- GET requests are not made read-only. Without a password file any user and password are
+  accepted; with one, `default` and the users of `--users-file` (their settings profile enforced
+  by the engine, their allowed statements by the gateway: users.py). Multipart form fields
+  (`query`, `param_*`) are read as ClickHouse reads them; file parts (external data) are not.
 """

@@ -55,3 +55,22 @@ def content_type(fmt: str) -> str:
     if lower.startswith(BINARY_FORMATS):
         return "application/octet-stream"
     return "text/plain; charset=UTF-8"
+
+
+def form_fields(content_type: str, body: bytes) -> dict[str, str]:
+    """The fields of a multipart/form-data body, as ClickHouse reads them: `query` and
+    `param_<name>` (clickhouse-connect sends bound parameters this way once they are too long for
+    the URL). A part with a file name is external data, which the stand-in does not support."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+    fields = {}
+    for part in message.iter_parts():
+        if part.get_filename():
+            raise ClickHouseError(48, "external data (a file part in a multipart request) is not supported by the"
+                                  " chDB stand-in", "NOT_IMPLEMENTED")
+        name = part.get_param("name", header="content-disposition")
+        if name:
+            fields[str(name)] = part.get_payload(decode=True).decode("utf-8")
+    return fields

@@ -49,6 +49,7 @@ class Baseline:
 @dataclass
 class Session:
     conn: Any  # chdb._chdb.connect has no type stub
+    user: str = "default"  # a session is its user's: another user's request for it is refused
     lock: threading.Lock = field(default_factory=threading.Lock)
     timeout: float = DEFAULT_SESSION_TIMEOUT
     last_used: float = field(default_factory=time.monotonic)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hmac
 import json
 import re
 import socket
@@ -17,10 +16,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from standins.clickhouse.encoding import content_type, decompress
-from standins.clickhouse.engine import DEFAULT_SESSION_TIMEOUT, Lease, Outcome, Session, connect, log, run
+from standins.clickhouse.encoding import content_type, decompress, form_fields
+from standins.clickhouse.engine import (DEFAULT_SESSION_TIMEOUT, Lease, Outcome, Session, connect, log, quote_string,
+                                        run)
 from standins.clickhouse.errors import HTTP_STATUS, ClickHouseError
 from standins.clickhouse.sql import Statement, parse
+from standins.clickhouse.users import Login
 
 # URL parameters that the HTTP layer consumes; every other one is a setting.
 RESERVED_PARAMS = frozenset({
@@ -35,12 +36,15 @@ MAX_SESSION_TIMEOUT = 3600
 class Gateway(ThreadingHTTPServer):
     daemon_threads = True  # idle keep-alive connections must not hold up a stop
 
-    def __init__(self, address: tuple[str, int], data_dir: str, password: str | None) -> None:
+    def __init__(self, address: tuple[str, int], data_dir: str, logins: dict[str, Login], open_logins: bool,
+                 config_file: str | None = None) -> None:
         super().__init__(address, Handler)
         self.data_dir = data_dir
-        self.password = password
-        # The engine shuts down when its last connection closes; this one keeps it up.
-        self.root = connect(data_dir)
+        self.logins = logins
+        self.open_logins = open_logins  # no password given: any user and password are accepted
+        # The engine shuts down when its last connection closes; this one keeps it up, and the
+        # server configuration (backups' allowed path, the query log) is read when it starts.
+        self.root = connect(f"file:{data_dir}?config-file={config_file}" if config_file else data_dir)
         self.version, self.timezone = self.root.query(
             "SELECT version(), timezone()", "TSV").bytes().decode().split()
         self.display_name = socket.gethostname()
@@ -49,19 +53,30 @@ class Gateway(ThreadingHTTPServer):
         self.running = 0
         self.idle = threading.Condition()
 
+    def open(self, login: Login) -> Any:
+        """A connection of `login`: its profile's settings set first, for the engine to enforce."""
+        conn = connect(self.data_dir)
+        if login.settings:
+            try:
+                conn.query("SET " + ", ".join(f"{k} = {quote_string(v)}" for k, v in login.settings.items()), "TSV")
+            except Exception:
+                conn.close()
+                raise
+        return conn
+
     @contextmanager
-    def lease(self, session_id: str, timeout: float, check: bool, close: bool) -> Iterator[Lease]:
+    def lease(self, login: Login, session_id: str, timeout: float, check: bool, close: bool) -> Iterator[Lease]:
         with self.idle:
             self.running += 1
         try:
             if not session_id:
-                conn = connect(self.data_dir)
+                conn = self.open(login)
                 try:
                     yield Lease(conn, None)
                 finally:
                     conn.close()
                 return
-            session = self.acquire(session_id, timeout, check)
+            session = self.acquire(login, session_id, timeout, check)
             lease = Lease(session.conn, session)
             try:
                 yield lease
@@ -77,7 +92,7 @@ class Gateway(ThreadingHTTPServer):
                 self.running -= 1
                 self.idle.notify_all()
 
-    def acquire(self, session_id: str, timeout: float, check: bool) -> Session:
+    def acquire(self, login: Login, session_id: str, timeout: float, check: bool) -> Session:
         with self.sessions_lock:
             now = time.monotonic()
             for sid, old in list(self.sessions.items()):
@@ -88,7 +103,9 @@ class Gateway(ThreadingHTTPServer):
             if session is None:
                 if check:
                     raise ClickHouseError(372, f"Session {session_id} not found", "SESSION_NOT_FOUND")
-                session = self.sessions[session_id] = Session(connect(self.data_dir))
+                session = self.sessions[session_id] = Session(self.open(login), user=login.name)
+            if session.user != login.name:
+                raise ClickHouseError(373, f"Session {session_id} belongs to a different user", "SESSION_IS_LOCKED")
             if not session.lock.acquire(blocking=False):
                 raise ClickHouseError(
                     373, f"Session {session_id} is locked by a concurrent client", "SESSION_IS_LOCKED")
@@ -143,14 +160,14 @@ class Handler(BaseHTTPRequestHandler):
                    "X-ClickHouse-Server-Display-Name": self.server.display_name}
         keyword = ""
         try:
-            self.authenticate(params)
+            login = self.authenticate(params)
             for name in ("compress", "decompress"):
                 if params.get(name, "0") not in ("", "0"):
                     raise ClickHouseError(48, f"'{name}=1' (ClickHouse block compression) is not supported"
                                           " by the chDB stand-in", "NOT_IMPLEMENTED")
-            if self.headers.get("Content-Type", "").startswith("multipart/"):
-                raise ClickHouseError(48, "multipart requests (external data) are not supported by"
-                                      " the chDB stand-in", "NOT_IMPLEMENTED")
+            if self.headers.get("Content-Type", "").startswith("multipart/form-data"):
+                params.update(form_fields(self.headers["Content-Type"], body))
+                body = b""
             # ClickHouse reads the query parameter and the body as one text, in that order.
             query = params.get("query", "")
             body = decompress(body, self.headers.get("Content-Encoding", ""))
@@ -158,7 +175,8 @@ class Handler(BaseHTTPRequestHandler):
             keyword = stmt.keyword
             if not stmt.sql.strip() and stmt.data is None:
                 raise ClickHouseError(62, "Empty query", "SYNTAX_ERROR")
-            outcome = self.execute(stmt, params)
+            login.allow(stmt)
+            outcome = self.execute(login, stmt, params)
         except ClickHouseError as exc:
             self.fail(exc, headers, keyword, started)
             return
@@ -176,7 +194,7 @@ class Handler(BaseHTTPRequestHandler):
         log.info("%s %s 200 %.1fms query_id=%s written_rows=%s", self.command, keyword or "-",
                  (time.monotonic() - started) * 1000, query_id, outcome.summary["written_rows"])
 
-    def execute(self, stmt: Statement, params: dict[str, str]) -> Outcome:
+    def execute(self, login: Login, stmt: Statement, params: dict[str, str]) -> Outcome:
         session_id = params.get("session_id", "")
         raw_timeout = params.get("session_timeout", str(DEFAULT_SESSION_TIMEOUT))
         if not raw_timeout.isdigit():
@@ -191,11 +209,11 @@ class Handler(BaseHTTPRequestHandler):
         fmt = params.get("default_format") or self.headers.get("X-ClickHouse-Format") or "TabSeparated"
         database = params.get("database") or self.headers.get("X-ClickHouse-Database")
         bound = {k[len("param_"):]: v for k, v in params.items() if k.startswith("param_")}
-        with self.server.lease(session_id, int(raw_timeout), params.get("session_check") == "1",
+        with self.server.lease(login, session_id, int(raw_timeout), params.get("session_check") == "1",
                                params.get("close_session") == "1") as lease:
             return run(lease, stmt, fmt, bound, settings, database, self.server.timezone)
 
-    def authenticate(self, params: dict[str, str]) -> None:
+    def authenticate(self, params: dict[str, str]) -> Login:
         """ClickHouse's rules: X-ClickHouse-User/Key, or Basic auth, or user/password parameters."""
         user, key = self.headers.get("X-ClickHouse-User", ""), self.headers.get("X-ClickHouse-Key", "")
         authorization = self.headers.get("Authorization", "")
@@ -217,10 +235,13 @@ class Handler(BaseHTTPRequestHandler):
         else:
             user, key = params.get("user", ""), params.get("password", "")
         user = user or "default"
-        expected = self.server.password
-        if expected is not None and not (user == "default" and hmac.compare_digest(key.encode(), expected.encode())):
+        login = self.server.logins.get(user)
+        if self.server.open_logins:
+            return login or self.server.logins["default"]
+        if login is None or not login.check_password(key):
             raise ClickHouseError(516, f"{user}: Authentication failed: password is incorrect, or there is no"
                                   " user with such name", "AUTHENTICATION_FAILED")
+        return login
 
     def fail(self, exc: ClickHouseError, headers: dict[str, str], keyword: str, started: float) -> None:
         message = exc.message if exc.message.endswith(".") else exc.message + "."

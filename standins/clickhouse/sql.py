@@ -60,3 +60,14 @@ def parse(sql: bytes) -> Statement:
             return stmt
         previous, format_start = upper, token.start()
     return stmt
+
+
+def words(sql: bytes) -> list[str]:
+    """The top-level words of a statement, upper-cased (names in quotes or brackets are not words)."""
+    found, depth = [], 0
+    for token in TOKEN.finditer(sql):
+        if token.group("bracket"):
+            depth += 1 if token.group("bracket") in b"([" else -1
+        elif token.group("word") is not None and not depth:
+            found.append(token.group("word").upper().decode())
+    return found

@@ -128,6 +128,7 @@ def production(**kw: Any) -> BackendSettings:
     """A production configuration with nothing else to refuse."""
     return BackendSettings(env="production", database_password=STRONG, redis_password=STRONG,
                            service_client_secret=STRONG * 2, clickhouse_password=STRONG, llm_api_key=STRONG,
+                           clickhouse_writer_password=STRONG, clickhouse_reader_password=STRONG,
                            auth_url="https://auth.example.com", issuer="https://auth.example.com",
                            llm_base_url="https://llm.example.com/v1", **kw)
 

@@ -141,7 +141,7 @@ def test_backend_names_a_missing_model_key_and_a_plain_http_provider() -> None:
 
     found = backend_problems(BackendSettings(
         env="staging", database_password=STRONG, redis_password=STRONG, service_client_secret=STRONG * 2,
-        clickhouse_password=STRONG, auth_url="https://auth.example.com", issuer="https://auth.example.com",
-        llm_base_url="http://llm.example.com/v1"))
+        clickhouse_password=STRONG, clickhouse_writer_password=STRONG, clickhouse_reader_password=STRONG,
+        auth_url="https://auth.example.com", issuer="https://auth.example.com", llm_base_url="http://llm.example.com/v1"))
     assert "BACKEND_LLM_API_KEY is missing" in found and any(p.startswith("BACKEND_LLM_BASE_URL") for p in found)
     assert len(found) == 2, found

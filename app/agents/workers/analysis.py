@@ -26,7 +26,7 @@ async def _query_workload(scope: RunScope, args: dict[str, Any]) -> dict[str, An
     key = args.get("group_by", "model")
     rows = await scope.services.clickhouse.query(
         f"SELECT {key} AS key, sum(requests) AS requests, sum(prompt_tokens) AS prompt_tokens, "
-        "sum(completion_tokens) AS completion_tokens FROM workload_events "
+        "sum(completion_tokens) AS completion_tokens FROM workload_events FINAL "
         "WHERE user_id = {user:String} AND ts >= now() - toIntervalDay({days:UInt32}) "
         "GROUP BY key ORDER BY key",
         {"user": scope.ctx.user_id, "days": args["days"]})  # the user comes from the context, never the model

@@ -36,6 +36,37 @@ async def _postgres(c: Context) -> None:
         await conn.execute(text("SELECT 1"))
 
 
+PLATFORM_TABLES = ("workload_events", "usage_events", "corpus")
+
+
+async def _clickhouse(c: Context) -> dict[str, Any]:
+    """Latency (as the reader), active parts of the platform's tables (as the admin), and the
+    last insert: too many parts in a partition, or a failing insert, is degraded."""
+    ch, s = c.clickhouse, c.settings
+    probe = await _probe(ch.ping_ms())
+    report: dict[str, Any] = {**probe, "parts_degraded_at": s.clickhouse_parts_degraded_at,
+                              "retention_days": s.workload_retention_days,
+                              "batch_max_rows": s.events_batch_max_rows, "batch_max_bytes": s.events_batch_max_bytes,
+                              "writer_user": s.clickhouse_writer_user, "reader_user": s.clickhouse_reader_user,
+                              "inserts": {"ok": ch.inserts.ok, "failed": ch.inserts.failed,
+                                          "last_failed": ch.inserts.last_failed}}
+    if probe["status"] != "ok":
+        return report
+    try:
+        rows = await asyncio.wait_for(ch.query(
+            "SELECT table, sum(n) AS parts, max(n) AS worst FROM (SELECT table, partition, count() AS n "
+            "FROM system.parts WHERE database = currentDatabase() AND active AND table IN {tables:Array(String)} "
+            "GROUP BY table, partition) GROUP BY table", {"tables": list(PLATFORM_TABLES)}, role="admin"),
+            READY_TIMEOUT_S)
+    except Exception as e:
+        return {**report, "status": f"down: {type(e).__name__}"}
+    parts = {t: 0 for t in PLATFORM_TABLES} | {r["table"]: int(r["parts"]) for r in rows}
+    worst = max((int(r["worst"]) for r in rows), default=0)
+    degraded = worst > s.clickhouse_parts_degraded_at or ch.inserts.last_failed
+    return {**report, "status": "degraded" if degraded else "ok", "active_parts": parts,
+            "max_parts_in_partition": worst}
+
+
 @router.get("/health/live")
 async def live(c: Context = Depends(ctx)) -> dict[str, str]:
     return {"status": "ok", "version": c.settings.version}
@@ -43,7 +74,7 @@ async def live(c: Context = Depends(ctx)) -> dict[str, str]:
 
 @router.get("/health/ready")
 async def ready(c: Context = Depends(ctx)) -> JSONResponse:
-    pg, redis = await asyncio.gather(_probe(_postgres(c)), _probe(c.redis.ping()))
+    pg, redis, clickhouse = await asyncio.gather(_probe(_postgres(c)), _probe(c.redis.ping()), _clickhouse(c))
     breaker = c.breakers["auth"].state.value
     age = c.auth.jwks_age_s
     # Auth is not called here: with its keys cached the backend verifies tokens on its own, so
@@ -57,7 +88,8 @@ async def ready(c: Context = Depends(ctx)) -> JSONResponse:
               "subscribed": c.hub.listening, "breaker": c.breakers["redis"].state.value,
               "connections": len(c.hub.conns), "instance_id": c.settings.instance_id}
     return JSONResponse({"status": "ready" if ok else "not_ready", "version": c.settings.version,
-                         "checks": {"postgres": pg, "redis": redis, "auth": auth, "events": events}},
+                         "checks": {"postgres": pg, "redis": redis, "auth": auth, "events": events,
+                                    "clickhouse": clickhouse}},
                         200 if ok else 503)
 
 

@@ -15,9 +15,10 @@ def client(env: Env, service: str = "clickhouse", **kwargs) -> Client:
     svc = env.service(service)
     using_now(service)
     try:
+        options = {"connect_timeout": env.timeouts.connect_s, "send_receive_timeout": env.timeouts.request_s,
+                   **kwargs}
         return clickhouse_connect.get_client(
             dsn=svc.url, username=svc.user or "default", password=svc.secret() or "",
-            database=svc.database or "default", connect_timeout=env.timeouts.connect_s,
-            send_receive_timeout=env.timeouts.request_s, **kwargs)
+            database=svc.database or "default", **options)
     except OperationalError as e:
         raise StackError(f"{service} at {svc.url} did not answer: {str(e).splitlines()[0]}") from None

@@ -12,6 +12,7 @@ import json
 import sys
 
 from workbook.stack.auth import CORS_ORIGINS
+from workbook.stack.clickhouse import server_binary
 from workbook.stack.platform_config import backend_env
 from workbook.stack.postgres import ensure_database
 from workbook.stack.service import Launch, PlatformService
@@ -61,6 +62,11 @@ class BackendService(PlatformService):
             "BACKEND_CORS_ORIGINS": json.dumps(CORS_ORIGINS),
             "BACKEND_CLICKHOUSE_URL": clickhouse.url,
             "BACKEND_CLICKHOUSE_PASSWORD": stack_secret(paths, "clickhouse"),
+            "BACKEND_CLICKHOUSE_WRITER_PASSWORD": stack_secret(paths, "clickhouse_writer"),
+            "BACKEND_CLICKHOUSE_READER_PASSWORD": stack_secret(paths, "clickhouse_reader"),
+            # A server gets the writer and reader from the platform's migrations; the stand-in has
+            # no access control and takes them from the users file the stack gave it.
+            "BACKEND_CLICKHOUSE_MANAGE_USERS": "true" if server_binary() else "false",
             "BACKEND_LLM_BASE_URL": llm.url,
             "BACKEND_LLM_API_KEY": stack_secret(paths, "llm"),
         }

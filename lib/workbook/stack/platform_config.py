@@ -43,7 +43,7 @@ def auth_env() -> dict[str, str]:
 
 def backend_env() -> dict[str, str]:
     e = expected()
-    ws, agents, on_auth = e.ws, e.agents, e.backend
+    ws, agents, ch, on_auth = e.ws, e.agents, e.clickhouse, e.backend
     return {
         "BACKEND_AUDIENCE": e.auth.audience,
         "BACKEND_TOKEN_LEEWAY_S": str(e.auth.token_leeway_s),
@@ -71,4 +71,10 @@ def backend_env() -> dict[str, str]:
         "BACKEND_LLM_BREAKER_RESET_S": str(agents.limits.llm_breaker_reset_s),
         "BACKEND_PLAN_RUNS_PER_DAY": json.dumps(agents.plans),
         "BACKEND_DEFAULT_PLAN": agents.default_plan,
+        "BACKEND_CLICKHOUSE_WRITER_USER": ch.writer_user,
+        "BACKEND_CLICKHOUSE_READER_USER": ch.reader_user,
+        "BACKEND_WORKLOAD_RETENTION_DAYS": str(ch.retention_days),
+        "BACKEND_EVENTS_BATCH_MAX_ROWS": str(ch.batch_max_rows),
+        "BACKEND_EVENTS_BATCH_MAX_BYTES": str(ch.batch_max_bytes),
+        "BACKEND_CLICKHOUSE_PARTS_DEGRADED_AT": str(ch.parts_degraded_at),
     }

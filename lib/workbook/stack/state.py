@@ -119,8 +119,10 @@ class Endpoint:
     password: str | None = field(repr=False)
 
 
-def embedded_endpoints(root: Path | None = None) -> dict[str, Endpoint]:
-    """The running stack's endpoints, passwords included; one clear line if it is not running."""
+def embedded_endpoints(root: Path | None = None, logins: dict[str, tuple[str, str]] | None = None) -> dict[str, Endpoint]:
+    """The running stack's endpoints, passwords included; one clear line if it is not running.
+    `logins` adds endpoints that are another user of a running service: {name: (service, user)},
+    with the password the stack generated under `name`."""
     paths = Paths(root or project_root())
     state = StackState.read(paths)
     down = [s.name for s in state.services.values() if s.process() is None]
@@ -129,5 +131,10 @@ def embedded_endpoints(root: Path | None = None) -> dict[str, Endpoint]:
         raise StackError(f"the local stack is needed ({what}): start it with "
                          "`python -m workbook.stack up`")
     passwords = json.loads(paths.secrets.read_text()) if paths.secrets.is_file() else {}
-    return {name: Endpoint(svc.url, svc.user, svc.database, passwords.get(name))
-            for name, svc in state.services.items()}
+    found = {name: Endpoint(svc.url, svc.user, svc.database, passwords.get(name))
+             for name, svc in state.services.items()}
+    for name, (service, user) in (logins or {}).items():
+        if service in state.services and name in passwords:
+            found[name] = Endpoint(state.services[service].url, user, state.services[service].database,
+                                   passwords[name])
+    return found

@@ -142,6 +142,43 @@ class AsyncBackend(ApiClient):
     async def broadcast_raw(self, admin_access: str, message: str) -> httpx.Response:
         return await self.post("/api/admin/broadcast", token=admin_access, json={"message": message})
 
+    # -- workload events, analytics, corpus (ClickHouse) ------------------------------------------
+
+    async def ingest_raw(self, access: str, events: list[Any] | None = None, *, content: bytes | None = None,
+                         content_type: str = "application/json") -> httpx.Response:
+        """POST /api/events/batch with `events` as a JSON array, or `content` as it is (JSON lines)."""
+        if events is not None:
+            return await self.post("/api/events/batch", token=access, json=events)
+        return await self.post("/api/events/batch", token=access, content=content,
+                               headers={"Content-Type": content_type})
+
+    async def ingest(self, access: str, events: list[Any]) -> dict[str, Any]:
+        """Ingest a batch every row of which is valid; the platform's answer (accepted, duplicates)."""
+        return expect(await self.ingest_raw(access, events), 200, "POST /api/events/batch").json()
+
+    async def analytics_raw(self, access: str, kind: str, **params: Any) -> httpx.Response:
+        return await self.get(f"/api/analytics/{kind}", token=access, params=params)
+
+    async def analytics(self, access: str, kind: str, **params: Any) -> dict[str, Any]:
+        """`kind`: usage (per model per day/week) or latency (percentiles, error rate)."""
+        return expect(await self.analytics_raw(access, kind, **params), 200, f"GET /api/analytics/{kind}").json()
+
+    async def corpus_create(self, access: str, **entry: Any) -> dict[str, Any]:
+        return expect(await self.post("/api/corpus", token=access, json=entry), 201, "POST /api/corpus").json()
+
+    async def corpus_search(self, access: str, q: str = "", **params: Any) -> list[dict[str, Any]]:
+        resp = await self.get("/api/corpus", token=access, params={"q": q, **params})
+        return expect(resp, 200, "GET /api/corpus").json()["entries"]
+
+    async def corpus_entry_raw(self, access: str, entry_id: str) -> httpx.Response:
+        return await self.get(f"/api/corpus/{entry_id}", token=access)
+
+    async def corpus_update_raw(self, access: str, entry_id: str, **changes: Any) -> httpx.Response:
+        return await self.patch(f"/api/corpus/{entry_id}", token=access, json=changes)
+
+    async def corpus_delete_raw(self, access: str, entry_id: str) -> httpx.Response:
+        return await self.delete(f"/api/corpus/{entry_id}", token=access)
+
     # -- WebSocket gateway ----------------------------------------------------------------------
 
     async def socket(self, ck: Check | None, user: User | str, via: str = "header", **kwargs: Any) -> Socket:
@@ -172,6 +209,10 @@ class AsyncBackend(ApiClient):
 
     async def ready_raw(self) -> httpx.Response:
         return await self.get("/health/ready")
+
+    async def clickhouse_health(self) -> dict[str, Any]:
+        """ClickHouse as this instance's readiness reports it (latency, parts, limits, inserts)."""
+        return (await self.ready_raw()).json()["checks"]["clickhouse"]
 
     async def breakers(self) -> dict[str, Any]:
         return expect(await self.get("/api/metrics/circuit_breakers"), 200, "circuit breakers").json()["breakers"]
