@@ -16,7 +16,7 @@ from sqlalchemy import update
 
 from app.agents import metrics
 from app.agents.registry import Agent
-from app.agents.scope import AgentFailure, RunScope, StopRequested
+from app.agents.scope import AgentFailure, RunScope, RunTimedOut, StopRequested
 from app.common import threads
 from app.common.tables import runs
 
@@ -30,7 +30,8 @@ async def execute(scope: RunScope, spec: Agent, data: dict[str, Any]) -> None:
     agent = spec.name
     try:
         await _set(scope, run_id, status="running", started_at=datetime.now(timezone.utc))
-        async with asyncio.timeout(scope.limits.run_timeout_s):
+        scope.deadline = asyncio.get_running_loop().time() + scope.limits.run_timeout_s
+        async with asyncio.timeout_at(scope.deadline):
             result = await (spec.run(scope, data) if spec.own_steps else scope.hand_off(agent, data, None))
             await scope.checkpoint()
         result = {**result, "handoffs": scope.handoffs} if scope.handoffs else result
@@ -50,7 +51,7 @@ async def execute(scope: RunScope, spec: Agent, data: dict[str, Any]) -> None:
         await _flush_usage(scope)
         await scope.step("agent_error", e.agent, e.agent, {"code": e.code, "reason": e.reason}, status="error",
                          final={"status": "failed", "error": e.reason, "error_code": e.code})
-    except TimeoutError:
+    except (TimeoutError, RunTimedOut):
         reason = f"the run took longer than {scope.limits.run_timeout_s:g} s"
         await _flush_usage(scope)
         await scope.step("agent_error", "supervisor", "supervisor", {"code": "run_timeout", "reason": reason},

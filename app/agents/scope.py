@@ -51,6 +51,10 @@ class StopRequested(Exception):
     pass
 
 
+class RunTimedOut(Exception):
+    """The run's deadline passed: it ends `run_timeout` at its next checkpoint."""
+
+
 def stop_key(run_id: str) -> str:
     return f"run:stop:{run_id}"
 
@@ -98,6 +102,7 @@ class RunScope:
     cost_usd: Decimal = Decimal(0)
     usage_events: list[list[Any]] = field(default_factory=list)  # for ClickHouse, written when the run ends
     handoffs: list[dict[str, Any]] = field(default_factory=list)
+    deadline: float | None = None  # the event loop's clock when the run timeout is up
 
     # -- steps -----------------------------------------------------------------------------------
 
@@ -144,7 +149,12 @@ class RunScope:
             metrics.runs_finished.labels(self.entry, final["status"]).inc()
 
     async def checkpoint(self) -> None:
-        """Between steps: a stop request (any instance may have set it) ends the run here."""
+        """Between steps: a passed deadline or a stop request (any instance may have set it) ends
+        the run here. The run timeout also cancels whatever the run awaits when it is up, but a
+        call that completes in that same moment swallows the cancellation (`asyncio.wait_for`
+        before Python 3.12) and the run would go on as if it had time left."""
+        if self.deadline is not None and asyncio.get_running_loop().time() >= self.deadline:
+            raise RunTimedOut
         try:
             stop = await self.services.redis.exists(stop_key(self.ctx.run_id))
         except (RedisError, OSError):
@@ -247,6 +257,6 @@ class RunScope:
                                        .values(status="running", pending_input=None))
                 await self.step("input_received", agent, agent, {"answers": answers})
                 return answers
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.05)
         raise AgentFailure(agent, "input_timeout", f"no answer to {len(questions)} question(s) within "
                                                    f"{self.limits.input_timeout_s:g} s")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -51,8 +52,13 @@ class Tool(Generic[S]):
 def validate(tool: Tool[Any], raw: str) -> dict[str, Any]:
     try:
         args = json.loads(raw) if raw.strip() else {}
-    except ValueError as e:
+    except json.JSONDecodeError as e:
         raise ToolFailure("invalid_arguments", f"{tool.name}: arguments are not JSON ({e.msg})") from None
+    except ValueError:
+        # Valid JSON the parser will not turn into a value: an integer of more digits than
+        # Python converts (a plain ValueError, without the position a JSONDecodeError has).
+        raise ToolFailure("invalid_arguments", f"{tool.name}: arguments hold an integer too long to read "
+                                               f"(over {sys.get_int_max_str_digits()} digits)") from None
     except RecursionError:
         raise ToolFailure("invalid_arguments", f"{tool.name}: arguments nested too deeply") from None
     errors = sorted(Draft202012Validator(tool.parameters).iter_errors(args), key=lambda e: list(e.path))

@@ -181,10 +181,11 @@ class Runner:
         return len(ids)
 
     async def _renew(self, run_ids: list[str]) -> None:
-        ttl = max(1, round(self.settings.run_lease_s))
+        # In milliseconds: a lease of 1.5 s rounded to whole seconds would lapse later (or sooner) than it says.
+        ttl_ms = max(1, round(self.settings.run_lease_s * 1000))
         async with self.services.redis.pipeline(transaction=False) as pipe:
             for run_id in run_ids:
-                pipe.set(lease_key(run_id), self.instance_id, ex=ttl)
+                pipe.set(lease_key(run_id), self.instance_id, px=ttl_ms)
             await pipe.execute()
 
     async def _keep_leases(self) -> None:

@@ -193,9 +193,23 @@ class WsExpect(Strict):
 
 
 class AgentLimits(Strict):
+    """The agents' limits and clocks as `/health/agents` reports them under `limits`. Each clock
+    a check waits on is here, short locally (a check waits it out in seconds) and
+    production-like elsewhere."""
+
     step_timeout_s: float
     run_timeout_s: float
     context_max_tokens: int
+    # A run waiting for the user's answer fails `input_timeout` after this.
+    input_timeout_s: float
+    # A running run renews its lease in Redis; any instance fails a run whose lease lapsed.
+    run_lease_s: float
+    # Supply catalog prices are cached in Redis this long (every change drops its entry).
+    price_cache_ttl_s: int
+    # A failed model call is retried after this, doubled per retry.
+    llm_backoff_s: float
+    # An open model breaker lets a trial call through after this.
+    llm_breaker_reset_s: float
 
 
 class AgentsExpect(Strict):

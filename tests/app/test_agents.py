@@ -13,7 +13,9 @@ import httpx
 import pytest
 
 from app.agents.catalog import Price
+from app.agents.context import ExecutionContext, Limits
 from app.agents.llm import LlmClient, LlmError, ProviderFailure
+from app.agents.scope import RunScope, RunTimedOut
 from app.agents.tools import Tool, ToolFailure, dispatch
 from app.agents.workers.analysis import savings
 from app.common.breaker import CircuitBreaker
@@ -135,11 +137,20 @@ TOOLS = {"echo": Tool("echo", "echo", {"type": "object", "additionalProperties":
     ("echo", '{"days": 0}', "invalid_arguments"),
     ("echo", '{"days": 3, "user_id": "someone else"}', "invalid_arguments"),
     ("slow", "{}", "tool_timeout"),
+    ("echo", '{"days": ' + "9" * 5000 + "}", "invalid_arguments"),  # JSON, but past the int digit limit
 ])
 def test_the_dispatcher_refuses_bad_calls_with_a_code(name: str, raw: str, code: str) -> None:
     with pytest.raises(ToolFailure) as e:
         asyncio.run(dispatch(TOOLS, None, name, raw, timeout_s=0.1))  # type: ignore[arg-type]
     assert e.value.code == code
+
+
+def test_arguments_past_the_parsers_limits_say_so() -> None:
+    cases = (('{"days": ' + "9" * 5000 + "}", "integer too long"), ("[" * 5000 + "]" * 5000, "nested too deeply"))
+    for raw, why in cases:
+        with pytest.raises(ToolFailure) as e:
+            asyncio.run(dispatch(TOOLS, None, "echo", raw, timeout_s=1))  # type: ignore[arg-type]
+        assert why in e.value.reason, e.value.reason
 
 
 def test_the_dispatcher_runs_a_valid_call() -> None:
@@ -177,3 +188,27 @@ def test_a_writing_tool_past_its_timeout_finishes_and_is_undone() -> None:
     with pytest.raises(ToolFailure) as e:
         asyncio.run(dispatch({"write": tool}, None, "write", "{}", timeout_s=0.05))  # type: ignore[arg-type]
     assert e.value.code == "tool_timeout" and "undone" in e.value.reason and written == []
+
+
+def test_a_run_timeout_lost_to_a_call_finishing_at_that_moment_still_ends_the_run() -> None:
+    """asyncio.wait_for (Python < 3.12) returns the result of a call that completes in the same
+    loop iteration as the cancellation meant for it, so the run's timeout can pass unnoticed;
+    the next checkpoint ends the run anyway."""
+    ctx = ExecutionContext(user_id="u", thread_id="t", run_id=str(uuid.uuid4()), role="member")
+    limits = Limits(step_timeout_s=5, tool_timeout_s=5, run_timeout_s=0.05, input_timeout_s=5, context_max_tokens=100)
+    scope = RunScope(None, ctx, limits)  # type: ignore[arg-type]  # a passed deadline ends it before any store is used
+    went_on: list[str] = []
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        scope.deadline = loop.time() + limits.run_timeout_s
+        async with asyncio.timeout_at(scope.deadline):
+            answer = loop.create_future()
+            loop.call_at(scope.deadline, answer.set_result, "the model's answer")
+            went_on.append(await asyncio.wait_for(answer, 5))  # the timeout's cancellation is swallowed here
+            await scope.checkpoint()
+            went_on.append("the next step")
+
+    with pytest.raises(RunTimedOut):
+        asyncio.run(run())
+    assert went_on == ["the model's answer"]

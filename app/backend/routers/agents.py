@@ -21,14 +21,18 @@ router = APIRouter(tags=["agents"])
 
 @router.get("/health/agents")
 async def agents(c: Context = Depends(ctx)) -> dict[str, Any]:
+    s = c.settings
     return {"agents": [a.public() for a in c.agents.listed()],
-            "llm": {"model": c.settings.llm_model, "fallback_model": c.settings.llm_fallback_model,
+            "llm": {"model": s.llm_model, "fallback_model": s.llm_fallback_model,
                     "breaker": c.breakers["llm"].state.value},
-            "limits": {"step_timeout_s": c.settings.agent_step_timeout_s,
-                       "run_timeout_s": c.settings.agent_run_timeout_s,
-                       "context_max_tokens": c.settings.agent_context_max_tokens},
-            # How long a run may go without renewing its lease before any instance fails it.
-            "run_lease_s": c.settings.run_lease_s}
+            # The limits a run is held to, and the clocks of this instance a client may wait on.
+            "limits": {"step_timeout_s": s.agent_step_timeout_s, "run_timeout_s": s.agent_run_timeout_s,
+                       "context_max_tokens": s.agent_context_max_tokens,
+                       "input_timeout_s": s.agent_input_timeout_s,
+                       # How long a run may go without renewing its lease before any instance fails it.
+                       "run_lease_s": s.run_lease_s,
+                       "price_cache_ttl_s": s.price_cache_ttl_s,
+                       "llm_backoff_s": s.llm_backoff_s, "llm_breaker_reset_s": s.llm_breaker_reset_s}}
 
 
 @router.get("/api/usage")

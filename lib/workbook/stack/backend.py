@@ -42,7 +42,7 @@ class BackendService(PlatformService):
         ensure_database(pg.url, pg_password, DATABASE)
         env = {
             # The limits and clocks local params expect (gateway, agents, plans, JWKS cache, auth
-            # breaker) come first; the rest is here.
+            # breaker, run lease, model backoff and breaker) come first; the rest is here.
             **backend_env(),
             "BACKEND_ENV": "local",
             "BACKEND_DATABASE_URL": pg.url.rsplit("/", 1)[0] + f"/{DATABASE}",
@@ -67,11 +67,6 @@ class BackendService(PlatformService):
             "BACKEND_CLICKHOUSE_MANAGE_USERS": "true" if server_binary() else "false",
             "BACKEND_LLM_BASE_URL": llm.url,
             "BACKEND_LLM_API_KEY": stack_secret(paths, "llm"),
-            # Agent checks make faults happen and wait for the platform to notice: seconds, not minutes.
-            "BACKEND_LLM_BACKOFF_S": "0.05",
-            "BACKEND_LLM_BREAKER_RESET_S": "3",
-            "BACKEND_AGENT_INPUT_TIMEOUT_S": "30",
-            "BACKEND_RUN_LEASE_S": "3",
         }
         return Launch(argv=[sys.executable, "-m", "app.backend", "--host", "127.0.0.1", "--port", str(port)],
                       env=env)

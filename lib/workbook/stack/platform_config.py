@@ -3,8 +3,9 @@
 Each limit the local env expects of the platform is written once, in params: the stack starts
 auth and the backends with it, and the checks then hold what the services report and enforce
 to the same file: limits, and the clocks checks wait on (lockout, token leeway, key activation,
-the backend's JWKS cache and auth breaker), shortened there for local runs. Settings the workbook
-has no expectation of stay in the service modules beside the reason they are what they are.
+the backend's JWKS cache and auth breaker, the agents' run lease, input timeout, price cache,
+model backoff and breaker reset), shortened there for local runs. Settings the workbook has no
+expectation of stay in the service modules beside the reason they are what they are.
 """
 
 from __future__ import annotations
@@ -65,6 +66,11 @@ def backend_env() -> dict[str, str]:
         "BACKEND_AGENT_STEP_TIMEOUT_S": str(agents.limits.step_timeout_s),
         "BACKEND_AGENT_RUN_TIMEOUT_S": str(agents.limits.run_timeout_s),
         "BACKEND_AGENT_CONTEXT_MAX_TOKENS": str(agents.limits.context_max_tokens),
+        "BACKEND_AGENT_INPUT_TIMEOUT_S": str(agents.limits.input_timeout_s),
+        "BACKEND_RUN_LEASE_S": str(agents.limits.run_lease_s),
+        "BACKEND_PRICE_CACHE_TTL_S": str(agents.limits.price_cache_ttl_s),
+        "BACKEND_LLM_BACKOFF_S": str(agents.limits.llm_backoff_s),
+        "BACKEND_LLM_BREAKER_RESET_S": str(agents.limits.llm_breaker_reset_s),
         "BACKEND_PLAN_RUNS_PER_DAY": json.dumps(agents.plans),
         "BACKEND_DEFAULT_PLAN": agents.default_plan,
         "BACKEND_CLICKHOUSE_WRITER_USER": ch.writer_user,

@@ -85,6 +85,11 @@ class Postgres(ServiceSpec):
             "-c", f"unix_socket_directories={data}",
             "-c", "max_connections=200",
             "-c", "logging_collector=off",
+            # Every agent step is its own commit: without a flush to disk per commit (3-4 ms on a
+            # busy disk here, 0.5 ms without) a run of 26 steps is ~80 ms shorter. A killed server
+            # loses nothing (its writes are in the OS's cache); only a machine crash could, and the
+            # embedded stack's data is throwaway.
+            "-c", "fsync=off",
         ]
         return Launch(argv=argv, user=run_as)
 

@@ -21,7 +21,8 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from workbook.clients import clickhouse
-from workbook.clients.platform import AsyncAuth, AsyncBackend, AsyncLlm, User, metric, redact
+from workbook.clients.platform import (AsyncAuth, AsyncBackend, AsyncLlm, User, metric, new_password, redact,
+                                       unique_email)
 from workbook.clients.platform.ws import Socket
 from workbook.clients.scope import Check
 from workbook.params import Env
@@ -82,14 +83,17 @@ def clickhouse_for(ck: Check, env: Env) -> Client:
 
 def forget_agent_rows(env: Env, user_id: str) -> None:
     """Delete `user_id`'s rows from every table the agents use. A DELETE is a mutation in
-    ClickHouse, so it runs only where there is something to delete."""
+    ClickHouse, so it runs only where there is something to delete, and it is applied in the
+    background (nothing reads a throwaway user's rows again; waiting for it would cost every
+    check a mutation's time). A server without that setting ignores it and waits."""
     ch = _clickhouse(env)
     try:
         counts = ch.query(" UNION ALL ".join(f"SELECT '{t}', count() FROM {t} WHERE {c} = {{u:String}}"
                                              for t, c in USER_TABLES.items()), parameters={"u": user_id}).result_rows
         for table, n in counts:
             if n:
-                ch.command(f"DELETE FROM {table} WHERE {USER_TABLES[table]} = {{u:String}}", parameters={"u": user_id})
+                ch.command(f"DELETE FROM {table} WHERE {USER_TABLES[table]} = {{u:String}}", parameters={"u": user_id},
+                           settings={"lightweight_deletes_sync": 0})
     finally:
         ch.close()
 
@@ -180,15 +184,56 @@ async def usage_event_rows(ch: Client, run_ids: Sequence[str], expected: int, wi
 async def agent_user(ck: Check, auth: AsyncAuth, backend: AsyncBackend, model: AsyncLlm,
                      role: str | None = None) -> tuple[User, dict[str, Any]]:
     """A logged-in user (with `role` if given: only on destructive envs) and a thread of theirs;
-    their ClickHouse rows, and the stand-in's faults and log entries for them, go with the check."""
-    user = await auth.new_user(ck)
+    the thread, their ClickHouse rows, and the stand-in's faults and log entries for them go with
+    the check (or with the notebook, for a user `wb.shared` made)."""
+    user = await auth.register(unique_email(ck.ns), new_password())
+    threads: list[str] = []
+    ck.defer(forget_agent_user, auth, backend, model, user, threads)
+    await auth.login(user)
     if role:
         await auth.grant_role(user, role)
-    thread = await backend.new_thread(ck, user)
-    ck.defer(asyncio.to_thread, forget_agent_rows, backend.env, user.id)
-    if model.standin:
-        ck.defer(model.clear, user.id)
+    thread = await backend.create_thread(user.access, f"{ck.ns[:150]} workbook thread")
+    threads.append(thread["id"])
     return user, thread
+
+
+async def forget_agent_user(auth: AsyncAuth, backend: AsyncBackend, model: AsyncLlm, user: User,
+                            threads: Sequence[str]) -> None:
+    """Everything `agent_user` made goes at once, since every check pays for this: the thread
+    (while the user's token still works), then the user's sessions; meanwhile their ClickHouse
+    rows, and their faults and log at the stand-in."""
+    async def as_the_user() -> None:
+        for thread_id in threads:
+            await backend.delete_thread_raw(user.access, thread_id)
+        await auth.end_sessions(user)
+
+    await asyncio.gather(as_the_user(), asyncio.to_thread(forget_agent_rows, backend.env, user.id),
+                         *([model.clear(user.id)] if model.standin else []))
+
+
+async def workload_user(scope: Check, auth: AsyncAuth, backend: AsyncBackend, model: AsyncLlm,
+                        rows: Sequence[Mapping[str, Any]] = (), generated_models: int = 0) -> User:
+    """A user whose workload is `rows` (as `add_workload` writes them) and `generated_models`
+    generated events (as `add_generated_workload` makes them), for checks that only read it
+    through their runs, each in a thread of its own; the rows go with the user."""
+    user, _ = await agent_user(scope, auth, backend, model)
+    ch = _clickhouse(backend.env)
+    try:
+        if rows:
+            await add_workload(ch, user.id, rows)
+        if generated_models:
+            await add_generated_workload(ch, user.id, generated_models)
+    finally:
+        ch.close()
+    return user
+
+
+async def admin_user(scope: Check, auth: AsyncAuth) -> User:
+    """A logged-in admin (made in auth's database: destructive envs only), for checks that need
+    someone allowed to change plans and prices and that do not change the admin."""
+    admin = await auth.new_user(scope)
+    await auth.grant_role(admin, "admin")
+    return admin
 
 
 async def run_ended(backend: AsyncBackend, user: User, run_id: str, within_s: float = 10.0) -> Run:
@@ -268,10 +313,10 @@ async def fault_taken(model: AsyncLlm, user: User, within_s: float = 5.0) -> Non
                what=f"the stand-in took {user.id}'s faults")
 
 
-async def run_lease_s(backend: AsyncBackend) -> float:
-    """How long a run's lease in Redis lasts before another instance may take the run for dead,
-    as the backend reports it."""
-    return float((await backend.agents())["run_lease_s"])
+async def agent_limits(backend: AsyncBackend) -> dict[str, Any]:
+    """The limits and clocks `backend` holds runs to (`/health/agents`): timeouts, the run lease,
+    the price cache's TTL, the model client's backoff and breaker reset."""
+    return (await backend.agents())["limits"]
 
 
 async def answer_concurrently(instances: Sequence[AsyncBackend], user: User, run_id: str,
@@ -444,6 +489,13 @@ def run_seconds(run: Run) -> float:
 
 # -- the model provider's request log ------------------------------------------------------------
 
+async def log_mark(model: AsyncLlm, user: User) -> int:
+    """The id of the user's newest logged model call (0 if none): `model.requests(user.id, since=mark)`
+    then reads only the calls made after it, for a user whose earlier runs belong to other checks."""
+    log = await model.requests(user.id)
+    return log[-1]["id"] if log else 0
+
+
 def calls_of(log: Iterable[Call], role: str) -> list[Call]:
     """The logged model calls of one agent role (failed attempts included)."""
     return [e for e in log if e["role"] == role]
@@ -573,15 +625,11 @@ def next_utc_midnight() -> datetime:
                             tzinfo=timezone.utc)
 
 
-async def put_on_plan(ck: Check, auth: AsyncAuth, backend: AsyncBackend, user: User,
-                      plan: str) -> tuple[User, dict[str, Any]]:
-    """An admin (made for the check, in auth's database) moves `user` to `plan`; returns the
-    admin and the plan status the API answered."""
-    admin = await auth.new_user(ck)
-    await auth.grant_role(admin, "admin")
+async def put_on_plan(backend: AsyncBackend, admin: User, user: User, plan: str) -> dict[str, Any]:
+    """`admin` moves `user` to `plan`; returns the plan status the API answered."""
     resp = await backend.set_plan_raw(admin.access, user.id, plan)
     assert resp.status_code == 200, f"set plan {plan}: {resp.status_code} {redact(resp.text)[:200]}"
-    return admin, resp.json()
+    return resp.json()
 
 
 async def settle_all(backend: AsyncBackend, user: User, runs: Sequence[Run]) -> list[Run]:
