@@ -152,6 +152,8 @@ class AuthExpect(Strict):
     # A rotated-in signing key is published this long before it signs (what a rotation waits).
     key_activation_delay_s: float
     oidc_enabled: bool
+    # Origins a browser may call both services from (CORS); the first is the one checks use.
+    browser_origins: list[str]
 
 
 class AuthBreaker(Strict):

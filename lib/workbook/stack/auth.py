@@ -19,8 +19,6 @@ from workbook.stack.service import Launch, PlatformService
 from workbook.stack.state import Paths, stack_secret
 
 DATABASE = "auth"
-# Where JupyterLab serves from: the only browser origins the platform answers locally.
-CORS_ORIGINS = ["http://127.0.0.1:8888", "http://localhost:8888"]
 # The workbook's own client checks introspection and the backend's scoped service endpoints.
 WORKBOOK_SCOPES = ["auth:introspect", "backend:threads:read"]
 
@@ -74,6 +72,5 @@ class AuthService(PlatformService):
             "AUTH_SERVICE_CLIENTS": json.dumps(clients),
             # Everything reaches it from 127.0.0.1; checks name their client IP with X-Forwarded-For.
             "AUTH_TRUSTED_PROXIES": json.dumps(["127.0.0.1"]),
-            "AUTH_CORS_ORIGINS": json.dumps(CORS_ORIGINS),
         }
         return Launch(argv=[sys.executable, "-m", "app.auth", "--host", "127.0.0.1", "--port", str(port)], env=env)

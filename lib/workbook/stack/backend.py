@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import sys
 
-from workbook.stack.auth import CORS_ORIGINS
 from workbook.stack.clickhouse import server_binary
 from workbook.stack.platform_config import backend_env
 from workbook.stack.postgres import ensure_database
@@ -57,7 +56,6 @@ class BackendService(PlatformService):
             "BACKEND_INSTANCE_ID": self.name,
             "BACKEND_RUN_STEP_DELAY_MS": "20",
             "BACKEND_TEST_AGENTS": "true",  # 02's gateway checks start the scripted `probe` agent (off by default)
-            "BACKEND_CORS_ORIGINS": json.dumps(CORS_ORIGINS),
             "BACKEND_CLICKHOUSE_URL": clickhouse.url,
             "BACKEND_CLICKHOUSE_PASSWORD": stack_secret(paths, "clickhouse"),
             "BACKEND_CLICKHOUSE_WRITER_PASSWORD": stack_secret(paths, "clickhouse_writer"),

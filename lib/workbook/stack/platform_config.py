@@ -38,6 +38,7 @@ def auth_env() -> dict[str, str]:
         "AUTH_PASSWORD_PARALLELISM": str(a.password_hash.parallelism),
         "AUTH_TOKEN_LEEWAY_S": str(a.token_leeway_s),
         "AUTH_KEY_ACTIVATION_DELAY_S": str(a.key_activation_delay_s),
+        "AUTH_CORS_ORIGINS": json.dumps(a.browser_origins),
     }
 
 
@@ -47,6 +48,7 @@ def backend_env() -> dict[str, str]:
     return {
         "BACKEND_AUDIENCE": e.auth.audience,
         "BACKEND_TOKEN_LEEWAY_S": str(e.auth.token_leeway_s),
+        "BACKEND_CORS_ORIGINS": json.dumps(e.auth.browser_origins),
         "BACKEND_JWKS_TTL_S": str(on_auth.jwks_ttl_s),
         "BACKEND_JWKS_MIN_REFRESH_S": str(on_auth.jwks_min_refresh_s),
         "BACKEND_BREAKER_FAILURE_THRESHOLD": str(on_auth.auth_breaker.failure_threshold),
