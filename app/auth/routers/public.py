@@ -40,6 +40,8 @@ async def public_config(c: Context = Depends(ctx)) -> dict[str, Any]:
         "password_hash": {"algorithm": "argon2id", "time_cost": s.password_time_cost,
                           "memory_kib": s.password_memory_kib, "parallelism": s.password_parallelism},
         "oidc_enabled": s.oidc_provider_url is not None,
+        # Public anyway (a preflight answers with them); reported so a check can hold them to params.
+        "browser_origins": s.cors_origins,
         "env": s.env, "version": s.version,
     }
 
