@@ -28,6 +28,7 @@ from typing import Any, Literal
 from workbook.errors import WorkbookError
 from workbook.params import Env
 from workbook.results import CheckResult, Measurement, NotebookLedger, utcnow
+from workbook.settle import wait_settled
 from workbook.stack.locks import ServiceLocks
 
 ID_RE = re.compile(r"^[a-z0-9_]+$")
@@ -230,7 +231,18 @@ class check:
                     raise WorkbookError(f"cleanup {fn.__name__} is async: use `async with check(...)`")
             except Exception as e:
                 error = error or e
-        return self._finish(exc, tb, error)
+        return self._finish(exc, tb, error or self._settle())
+
+    def _settle(self) -> WorkbookError | None:
+        """A check that held services alone hands them back settled (workbook.settle)."""
+        locks = self.ledger.locks
+        if locks is None or not locks.exclusive_now:
+            return None
+        try:
+            wait_settled(self.ledger.env, locks.exclusive_now)
+        except WorkbookError as e:
+            return e
+        return None
 
     async def __aenter__(self) -> check:
         # Waiting for another notebook's fault to end must not stall this kernel's event loop.
@@ -246,7 +258,7 @@ class check:
                     await result
             except Exception as e:
                 error = error or e
-        return self._finish(exc, tb, error)
+        return self._finish(exc, tb, error or await asyncio.to_thread(self._settle))
 
     def _finish(self, exc: BaseException | None, tb: TracebackType | None,
                 cleanup_error: BaseException | None) -> bool:

@@ -21,6 +21,7 @@ refused start does but writing nothing, so it needs no scratch database whatever
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import socket
@@ -35,8 +36,10 @@ import httpx
 from workbook import checks
 from workbook.checks import skip
 from workbook.clients.scope import Check
+from workbook.errors import WorkbookError
 from workbook.params import Env
 from workbook.paths import project_root
+from workbook.settle import wait_settled
 from workbook.stack.manager import Stack, free_port
 from workbook.stack.postgres import ensure_database
 from workbook.stack.state import stack_secret
@@ -61,10 +64,13 @@ async def restart(env: Env, service: str) -> float:
     """Start a stopped (or running) service again on its port; returns seconds until it answered.
     Other notebooks' checks go on once it answers."""
     t0 = time.perf_counter()
+    held = checks.locks()
     try:
         await asyncio.to_thread(_stack(env, f"restarting {service}").restart, service)
+        if held is not None:
+            await asyncio.to_thread(wait_settled, env, held.exclusive_now)
     finally:
-        if (held := checks.locks()) is not None:
+        if held is not None:
             held.shared_again()
     return time.perf_counter() - t0
 
@@ -93,10 +99,19 @@ async def alone(env: Env, *services: str) -> AsyncIterator[None]:
     `check(..., alone=(...))` instead."""
     _stack(env, "holding services alone")
     await _exclusive(*services)
+    held = checks.locks()
     try:
         yield
+    except BaseException:
+        if held is not None:  # hand them back settled still, but say why the block failed
+            with contextlib.suppress(WorkbookError):
+                await asyncio.to_thread(wait_settled, env, held.exclusive_now)
+        raise
+    else:
+        if held is not None:
+            await asyncio.to_thread(wait_settled, env, held.exclusive_now)
     finally:
-        if (held := checks.locks()) is not None:
+        if held is not None:
             held.shared_again()
 
 
