@@ -40,6 +40,8 @@ async def public_config(c: Context = Depends(ctx)) -> dict[str, Any]:
         "password_hash": {"algorithm": "argon2id", "time_cost": s.password_time_cost,
                           "memory_kib": s.password_memory_kib, "parallelism": s.password_parallelism},
         "oidc_enabled": s.oidc_provider_url is not None,
+        # DELETE /auth/users/me and /auth/admin/users/{id}: an account and everything of its owner.
+        "user_deletion": True, "reauth_max_age_s": s.reauth_max_age_s,
         "env": s.env, "version": s.version,
     }
 
