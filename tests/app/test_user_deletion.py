@@ -10,6 +10,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import asyncpg
@@ -233,15 +234,28 @@ def test_runs_going_at_deletion_are_stopped_and_leave_nothing(client: httpx.Clie
     assert not sql(stack, "backend", "SELECT 1 FROM run_steps WHERE run_id = $1::uuid", run["id"])
 
 
+@contextmanager
+def backends_down(stack: Stack) -> Iterator[None]:
+    """Every backend instance of the stack killed (other tests' modules may have started a
+    second one: it consumes deletions too), and started again afterwards."""
+    every = Stack(root=stack.paths.root, services=[*stack.services, BackendService(2)])
+    running = [name for name, svc in every.state().services.items()
+               if name.startswith("backend") and svc.process() is not None]
+    for name in running:
+        every.kill(name)
+    try:
+        yield
+    finally:
+        for name in running:
+            every.restart(name)
+
+
 def test_a_backend_that_was_down_catches_up(client: httpx.Client, api: httpx.Client, stack: Stack) -> None:
     user = user_with_data(client, api, stack)
-    stack.kill("backend")
-    try:
+    with backends_down(stack):
         assert delete_me(client, user).status_code == 202
         time.sleep(1)  # nobody consumes meanwhile: the data must still be there
         assert holdings(stack, user["id"]) == user["held"]
-    finally:
-        stack.restart("backend")
     gone_everywhere(stack, user["id"])
 
 
@@ -249,8 +263,7 @@ def test_an_event_held_by_a_dead_instance_is_taken_over(client: httpx.Client, ap
                                                         tmp_path: Any) -> None:
     user = user_with_data(client, api, stack)
     r = redis_of(stack)
-    stack.kill("backend")
-    try:
+    with backends_down(stack):
         assert delete_me(client, user).status_code == 202
         # An instance read the entry and died before deleting anything: it stays pending there.
         taken = r.xreadgroup(GROUP, "instance-that-died", {STREAM: ">"}, count=100)
@@ -258,8 +271,6 @@ def test_an_event_held_by_a_dead_instance_is_taken_over(client: httpx.Client, ap
         env = backend_env(stack, BACKEND_DELETION_CLAIM_IDLE_S="0.5")
         with spawn_backend(env, tmp_path / "backend.log"):
             gone_everywhere(stack, user["id"])
-    finally:
-        stack.restart("backend")
     pending = r.xpending_range(STREAM, GROUP, "-", "+", 100)
     assert not [p for p in pending if p["consumer"] == "instance-that-died"], pending
 
