@@ -1,7 +1,11 @@
-"""`python -m app.auth [serve] --host H --port P`, or `migrate`, `rotate-key`, `retire-key`, `set-role`.
+"""`python -m app.auth [serve] --host H --port P [--check-config]`, or `migrate`, `rotate-key`,
+`retire-key`, `set-role`.
 
 `serve` validates the configuration, makes sure a signing key exists, migrates the database
 and only then binds the port: a misconfigured instance exits non-zero without serving.
+`--check-config` runs the same validation and stops there: exit 2 naming each problem's
+variable as a refused start does, 0 when the configuration would start (dependencies such as
+the database are not contacted, so an unreachable one still shows only at a real start).
 """
 
 from __future__ import annotations
@@ -28,18 +32,25 @@ def migrate(settings: AuthSettings, downgrade_to: str | None = None) -> None:
                   else m.upgrade(settings))
 
 
+def validate(settings: AuthSettings) -> None:
+    """What `serve` checks before it writes anything (a generated key, the schema) or binds a
+    port; exits 2 naming each problem. A key the dev-only switch would generate is not required."""
+    if problems := startup.problems(settings):
+        fail(EXIT_CONFIG, f"refusing to start in env={settings.env}", problems)
+    if not settings.generate_keys and (problems := startup.key_problems(settings)):
+        fail(EXIT_CONFIG, "no usable signing key", problems)
+
+
 def serve(settings: AuthSettings, host: str, port: int) -> None:
     import uvicorn
 
     from app.auth.app import create_app
 
-    if problems := startup.problems(settings):
-        fail(EXIT_CONFIG, f"refusing to start in env={settings.env}", problems)
-    ring = KeyRing(settings.key_dir)
+    validate(settings)
     if settings.generate_keys:
-        ring.ensure()
-    if problems := startup.key_problems(settings):
-        fail(EXIT_CONFIG, "no usable signing key", problems)
+        KeyRing(settings.key_dir).ensure()
+        if problems := startup.key_problems(settings):
+            fail(EXIT_CONFIG, "no usable signing key", problems)
     migrate(settings)
     # No access log: callback URLs carry authorization codes in their query strings.
     uvicorn.run(create_app(settings), host=host, port=port, access_log=False, log_level="info")
@@ -67,6 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     for p in (parser, p_serve):
         p.add_argument("--host", default="127.0.0.1")
         p.add_argument("--port", type=int, default=8001)
+        p.add_argument("--check-config", action="store_true",
+                       help="validate the configuration as a start would, then exit (0: it would start)")
     p_mig = sub.add_parser("migrate", help="upgrade the schema to head (or --downgrade REV)")
     p_mig.add_argument("--downgrade", metavar="REV")
     sub.add_parser("rotate-key", help="make a new signing key active")
@@ -75,11 +88,13 @@ def main(argv: list[str] | None = None) -> None:
     p_role = sub.add_parser("set-role", help="set a user's role (bootstrap the first owner)")
     p_role.add_argument("email")
     p_role.add_argument("role", choices=["viewer", "member", "admin", "owner"])
-    sub.add_parser("check-config", help="validate the configuration and exit")
     args = parser.parse_args(argv)
 
     settings = cli.load_settings(AuthSettings, "auth")
-    if args.command in (None, "serve"):
+    if args.command in (None, "serve") and args.check_config:
+        validate(settings)
+        print(f"auth: configuration ok for env={settings.env}")
+    elif args.command in (None, "serve"):
         serve(settings, args.host, args.port)
     elif args.command == "migrate":
         migrate(settings, args.downgrade)
@@ -93,10 +108,6 @@ def main(argv: list[str] | None = None) -> None:
             fail(1, "retire-key failed", [str(e)])
     elif args.command == "set-role":
         asyncio.run(_set_role(settings, args.email, args.role))
-    elif args.command == "check-config":
-        if problems := startup.problems(settings):
-            fail(EXIT_CONFIG, f"configuration not valid for env={settings.env}", problems)
-        print("configuration ok")
 
 
 if __name__ == "__main__":

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import stat
 
-from sqlalchemy.engine import make_url
-
 from app.auth.keys import KeyRing, KeyRingError
 from app.common.settings import AuthSettings
-from app.common.validation import check_secret as _secret
+from app.common.validation import check_secret as _secret, url_password
 
 MIN_SERVICE_SECRET_LEN = 32
 # OWASP's argon2id floor (Password Storage Cheat Sheet): 19 MiB of memory with 2 passes, or
@@ -41,7 +39,7 @@ def problems(settings: AuthSettings) -> list[str]:
     if not settings.generate_keys:
         found += key_problems(settings)
     _secret(found, "AUTH_DATABASE_PASSWORD", settings.secret("database_password")
-            or make_url(settings.database_url).password)
+            or url_password(settings.database_url))
     _secret(found, "AUTH_REDIS_PASSWORD", settings.secret("redis_password"))
     _secret(found, "AUTH_AUDIT_DB_PASSWORD", settings.secret("audit_db_password"))
     if settings.oidc_provider_url:

@@ -1,12 +1,16 @@
-"""`python -m app.backend [serve] --host H --port P`, or `migrate` / `check-config`.
+"""`python -m app.backend [serve|migrate] --host H --port P [--check-config]`.
 
 `serve` validates the configuration and migrates the database before binding the port, so a
 misconfigured instance exits non-zero (2: configuration, 3: a dependency) without serving.
+`--check-config` runs the same validation and stops there: exit 2 naming each problem's
+variable as a refused start does, 0 when the configuration would start (no dependency is
+contacted, so an unreachable one still shows only at a real start).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import NoReturn
 
 from app.backend import startup
@@ -27,14 +31,16 @@ def migrate(settings: BackendSettings) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m app.backend")
-    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate", "check-config"])
+    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate"])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--check-config", action="store_true",
+                        help="validate the configuration as a start would, then exit (0: it would start)")
     args = parser.parse_args(argv)
     settings = cli.load_settings(BackendSettings, "backend")
     if problems := startup.problems(settings):
         fail(EXIT_CONFIG, f"refusing to start in env={settings.env}", problems)
-    if args.command == "check-config":
+    if args.check_config:
         print(f"backend: configuration ok for env={settings.env}")
         return
     migrate(settings)
@@ -42,6 +48,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     import uvicorn
 
+    # The agents validate tool arguments with jsonschema, which imports rfc3987_syntax (when
+    # installed) only to check "iri" formats, which no tool schema uses and no format checker is
+    # asked for; building its grammar took ~2 s of every start, more than the rest of the import.
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
     from app.backend.app import create_app
 
     # uvicorn enforces the frame size (close 1009) and the ping/pong keepalive (close 1011).

@@ -3,10 +3,8 @@ each problem named by its setting."""
 
 from __future__ import annotations
 
-from sqlalchemy.engine import make_url
-
 from app.common.settings import BackendSettings
-from app.common.validation import check_secret
+from app.common.validation import check_secret, url_password
 
 
 def problems(settings: BackendSettings) -> list[str]:
@@ -17,7 +15,7 @@ def problems(settings: BackendSettings) -> list[str]:
     if settings.test_agents and settings.env == "production":
         found.append("BACKEND_TEST_AGENTS must be off in production (the probe agent reports scripted results)")
     check_secret(found, "BACKEND_DATABASE_PASSWORD", settings.secret("database_password")
-                 or make_url(settings.database_url).password)
+                 or url_password(settings.database_url))
     check_secret(found, "BACKEND_REDIS_PASSWORD", settings.secret("redis_password"))
     check_secret(found, "BACKEND_SERVICE_CLIENT_SECRET", settings.secret("service_client_secret"), 32)
     check_secret(found, "BACKEND_LLM_API_KEY", settings.secret("llm_api_key"))

@@ -12,6 +12,10 @@ A second instance shares the stack's database, Redis and keys unless told otherw
 may not change a setting the service writes into shared state at startup (auth seeds its
 service clients and its audit role's password): that needs `own_database=True`, which gives
 the instance a fresh database (and, for auth, its own audit role).
+
+To see a configuration refused, `config_check` (or `refusal(..., check_config=True)`) runs the
+service's `--check-config`: the validation a start runs, on the same code path, exiting as a
+refused start does but writing nothing, so it needs no scratch database whatever it changes.
 """
 
 from __future__ import annotations
@@ -124,17 +128,19 @@ def _scrub(text: str, secrets: list[str]) -> str:
 class Instance:
     """A second process of a platform service, started with the stack's configuration plus overrides."""
 
-    def __init__(self, env: Env, service: str, overrides: dict[str, str | None], own_database: bool = False):
+    def __init__(self, env: Env, service: str, overrides: dict[str, str | None], own_database: bool = False,
+                 check_config: bool = False):
         self.stack = _stack(env, f"a second {service} instance")
         self.spec = self.stack.spec(service)
         self.port = free_port()
         self.url = self.spec.url(self.port)
         launch = self.spec.prepare(self.stack.paths, self.port, stack_secret(self.stack.paths, service))
         shared = [k for k in self.spec.shared_state_env if k in overrides and overrides[k] != launch.env.get(k)]
-        if shared and not own_database:
+        if shared and not own_database and not check_config:
             raise ValueError(f"{', '.join(shared)}: {service} writes these into shared state at startup; "
                              "pass own_database=True so a second instance cannot change the stack's")
-        self.argv = launch.argv
+        # The start's own command line: --check-config stops it after validating, before it writes or serves.
+        self.argv = [*launch.argv, "--check-config"] if check_config else launch.argv
         self.env = {**os.environ, **launch.env, **self.spec.second_instance_env(self.port)}
         self.scratch: str | None = None
         if own_database and self.spec.database_env:
@@ -250,8 +256,25 @@ async def started_instance(env: Env, service: str, overrides: dict[str, str | No
     return inst
 
 
-async def refusal(env: Env, service: str, overrides: dict[str, str | None], own_database: bool = False) -> Exited:
+async def config_check(env: Env, service: str, overrides: dict[str, str | None]) -> Exited:
+    """`python -m app.<service> --check-config` with the stack's configuration plus `overrides`:
+    how the validation a start runs ends (2 naming each problem, 0 if it would start), in the time
+    of the service's import, with no port, database or key touched."""
+    inst = await asyncio.to_thread(Instance, env, service, overrides, check_config=True)
+    try:
+        await inst.start()
+        return await inst.wait_exit(env.timeouts.startup_s)
+    finally:
+        await inst.stop()
+
+
+async def refusal(env: Env, service: str, overrides: dict[str, str | None], own_database: bool = False,
+                  check_config: bool = False) -> Exited:
     """Start a second instance that should refuse to start; how it exited (killed, code None,
-    if it was still running after `timeouts.startup_s`)."""
+    if it was still running after `timeouts.startup_s`). With `check_config`, only its
+    validation runs (`config_check`): cheaper, but only a real start shows that the service
+    validates before it serves, so each kind of refusal keeps at least one real start."""
+    if check_config:
+        return await config_check(env, service, overrides)
     async with second_instance(env, service, overrides, own_database) as inst:
         return await inst.wait_exit(env.timeouts.startup_s)

@@ -146,9 +146,27 @@ class AuthExpect(Strict):
     password_hash: PasswordHash
     # Clock skew both services tolerate on a token's `exp`: what an expiry check waits past.
     token_leeway_s: float
+    # A rotated-in signing key is published this long before it signs (what a rotation waits).
+    key_activation_delay_s: float
     oidc_enabled: bool
     # The platform deletes accounts (DELETE /auth/users/me): checks delete the users they make.
     user_deletion: bool
+
+
+class AuthBreaker(Strict):
+    failure_threshold: int
+    reset_s: float
+
+
+class BackendExpect(Strict):
+    """The backend's clocks on its calls to auth, as its `/health/ready` and breaker metrics
+    report them: what the auth notebook's key rotation and breaker checks wait on."""
+
+    # A cached JWKS is refetched after this: a retired key is refused within it.
+    jwks_ttl_s: int
+    # An unknown kid refetches the JWKS at most this often.
+    jwks_min_refresh_s: float
+    auth_breaker: AuthBreaker
 
 
 class WsLimits(Strict):
@@ -184,6 +202,7 @@ class AgentsExpect(Strict):
 
 class Expect(Strict):
     auth: AuthExpect
+    backend: BackendExpect
     ws: WsExpect
     agents: AgentsExpect
 

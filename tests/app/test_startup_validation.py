@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -73,11 +74,65 @@ def test_weak_rules() -> None:
     ("backend", "BACKEND_BREAKER_FAILURE_THRESHOLD", "0", "greater than 0"),
 ])
 def test_bad_setting_exits_2_naming_the_variable(service: str, var: str, value: str, says: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTH_", "BACKEND_"))}
-    done = subprocess.run([sys.executable, "-m", f"app.{service}", "check-config"], env={**env, var: value},
-                          capture_output=True, text=True, timeout=60)
+    done = run(service, {var: value}, "--check-config")
     assert done.returncode == 2, done.stderr
     assert f"  - {var}" in done.stderr and says in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def run(service: str, settings: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m app.<service> *args` with only `settings` of the service's own variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTH_", "BACKEND_"))}
+    return subprocess.run([sys.executable, "-m", f"app.{service}", *args], env={**env, **settings},
+                          capture_output=True, text=True, timeout=60)
+
+
+def staging_auth(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    KeyRing(tmp_path / "keys").ensure()
+    return {"AUTH_ENV": "staging", "AUTH_ISSUER": "https://auth.example.com", "AUTH_KEY_DIR": str(tmp_path / "keys"),
+            "AUTH_DATABASE_PASSWORD": STRONG, "AUTH_REDIS_PASSWORD": STRONG, "AUTH_AUDIT_DB_PASSWORD": STRONG,
+            # nothing listens here: a start that got past validation would fail on the database (exit 3)
+            "AUTH_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/auth", **overrides}
+
+
+def test_check_config_accepts_what_would_start_and_writes_nothing(tmp_path: Path) -> None:
+    done = run("auth", {"AUTH_GENERATE_KEYS": "true", "AUTH_KEY_DIR": str(tmp_path / "keys")}, "--check-config")
+    assert (done.returncode, done.stdout.strip()) == (0, "auth: configuration ok for env=local"), done.stderr
+    assert not (tmp_path / "keys").exists(), "--check-config generated a key"
+    assert run("auth", staging_auth(tmp_path), "--check-config").returncode == 0
+    backend = run("backend", {}, "--check-config")
+    assert (backend.returncode, backend.stdout.strip()) == (0, "backend: configuration ok for env=local"), backend.stderr
+
+
+@pytest.mark.parametrize(("broken", "named"), [
+    ({"AUTH_REDIS_PASSWORD": "changeme"}, {"AUTH_REDIS_PASSWORD"}),
+    ({"AUTH_GENERATE_KEYS": "true", "AUTH_CORS_ORIGINS": '["*"]', "AUTH_ISSUER": "http://auth.example.com"},
+     {"AUTH_GENERATE_KEYS", "AUTH_CORS_ORIGINS", "AUTH_ISSUER"}),
+    ({"AUTH_PASSWORD_TIME_COST": "1", "AUTH_PASSWORD_MEMORY_KIB": "8192"}, {"AUTH_PASSWORD_MEMORY_KIB"}),
+    ({"AUTH_SESSION_MAX": "0"}, {"AUTH_SESSION_MAX"}),
+])
+def test_check_config_refuses_as_a_start_does(tmp_path: Path, broken: dict[str, str], named: set[str]) -> None:
+    settings = staging_auth(tmp_path, **broken)
+    checked, started = run("auth", settings, "--check-config"), run("auth", settings, "--port", "1")
+    assert checked.returncode == started.returncode == 2, (checked.stderr, started.stderr)
+    assert checked.stderr == started.stderr and "Traceback" not in checked.stderr, (checked.stderr, started.stderr)
+    assert set(re.findall(r"^  - ([A-Z][A-Z0-9_]*)", checked.stderr, re.M)) == named, checked.stderr
+    assert "changeme" not in checked.stderr
+
+
+def test_check_config_needs_a_key_unless_one_would_be_generated(tmp_path: Path) -> None:
+    done = run("auth", {"AUTH_KEY_DIR": str(tmp_path / "none")}, "--check-config")
+    assert done.returncode == 2 and "  - AUTH_KEY_DIR" in done.stderr, done.stderr
+
+
+def test_backend_check_config_refuses_as_a_start_does() -> None:
+    settings = {"BACKEND_ENV": "staging", "BACKEND_SERVICE_CLIENT_SECRET": "changeme",
+                "BACKEND_CORS_ORIGINS": '["*"]', "BACKEND_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/backend"}
+    checked, started = run("backend", settings, "--check-config"), run("backend", settings, "--port", "1")
+    assert checked.returncode == started.returncode == 2, (checked.stderr, started.stderr)
+    assert checked.stderr == started.stderr, (checked.stderr, started.stderr)
+    for var in ("BACKEND_SERVICE_CLIENT_SECRET", "BACKEND_CORS_ORIGINS"):
+        assert f"  - {var}" in checked.stderr, checked.stderr
+    assert "changeme" not in checked.stderr
 
 
 def test_backend_names_a_missing_model_key_and_a_plain_http_provider() -> None:

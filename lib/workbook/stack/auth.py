@@ -55,7 +55,8 @@ class AuthService(PlatformService):
             "backend": {"secret": stack_secret(paths, "auth-client-backend"), "scopes": ["auth:introspect"]},
         }
         env = {
-            # The limits local params expect (token lifetime, sessions, login rate, lockout) come first.
+            # The limits and clocks local params expect (token lifetime, sessions, login rate, lockout,
+            # key activation) come first.
             **auth_env(),
             "AUTH_ENV": "local",
             "AUTH_DATABASE_URL": pg.url.rsplit("/", 1)[0] + f"/{DATABASE}",
@@ -66,8 +67,6 @@ class AuthService(PlatformService):
             "AUTH_ISSUER": base,
             "AUTH_KEY_DIR": str(data / "keys"),
             "AUTH_GENERATE_KEYS": "true",
-            # Past the backend's JWKS refetch guard (1 s locally), short so rotation checks are quick.
-            "AUTH_KEY_ACTIVATION_DELAY_S": "2",
             "AUTH_OIDC_PROVIDER_URL": oidc.url,
             "AUTH_OIDC_CLIENT_ID": oidc_client_id,
             "AUTH_OIDC_CLIENT_SECRET": oidc_client_secret,

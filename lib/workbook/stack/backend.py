@@ -2,7 +2,8 @@
 
 It gets its own database (`backend`), verifies tokens against auth's JWKS, and calls auth with
 the `backend` service client's credentials (the same generated secret auth was seeded with).
-Breaker and JWKS timings are shortened so the workbook's fault checks finish in seconds.
+Its JWKS and auth-breaker clocks come from local params (`expect.backend`, short); the other
+timings here are shortened so the workbook's fault checks finish in seconds.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ class BackendService(PlatformService):
         pg_password = stack_secret(paths, "postgres")
         ensure_database(pg.url, pg_password, DATABASE)
         env = {
-            # The limits local params expect (gateway, agents, plans) come first; the rest is here.
+            # The limits and clocks local params expect (gateway, agents, plans, JWKS cache, auth
+            # breaker) come first; the rest is here.
             **backend_env(),
             "BACKEND_ENV": "local",
             "BACKEND_DATABASE_URL": pg.url.rsplit("/", 1)[0] + f"/{DATABASE}",
@@ -51,10 +53,6 @@ class BackendService(PlatformService):
             "BACKEND_SERVICE_CLIENT_ID": "backend",
             "BACKEND_SERVICE_CLIENT_SECRET": stack_secret(paths, "auth-client-backend"),
             "BACKEND_AUTH_TIMEOUT_S": "1",
-            "BACKEND_JWKS_TTL_S": "5",
-            "BACKEND_JWKS_MIN_REFRESH_S": "1",
-            "BACKEND_BREAKER_FAILURE_THRESHOLD": "3",
-            "BACKEND_BREAKER_RESET_S": "3",
             "BACKEND_INSTANCE_ID": self.name,
             # Short enough for the gateway checks to see Redis breaker resets in seconds.
             "BACKEND_REDIS_BREAKER_RESET_S": "3",

@@ -2,8 +2,9 @@
 
 Each limit the local env expects of the platform is written once, in params: the stack starts
 auth and the backends with it, and the checks then hold what the services report and enforce
-to the same file. Settings the workbook has no expectation of (breaker timings, leases) stay
-in the service modules beside the reason they are short.
+to the same file: limits, and the clocks checks wait on (lockout, token leeway, key activation,
+the backend's JWKS cache and auth breaker), shortened there for local runs. Settings the workbook
+has no expectation of stay in the service modules beside the reason they are what they are.
 """
 
 from __future__ import annotations
@@ -35,15 +36,20 @@ def auth_env() -> dict[str, str]:
         "AUTH_PASSWORD_MEMORY_KIB": str(a.password_hash.memory_kib),
         "AUTH_PASSWORD_PARALLELISM": str(a.password_hash.parallelism),
         "AUTH_TOKEN_LEEWAY_S": str(a.token_leeway_s),
+        "AUTH_KEY_ACTIVATION_DELAY_S": str(a.key_activation_delay_s),
     }
 
 
 def backend_env() -> dict[str, str]:
     e = expected()
-    ws, agents = e.ws, e.agents
+    ws, agents, on_auth = e.ws, e.agents, e.backend
     return {
         "BACKEND_AUDIENCE": e.auth.audience,
         "BACKEND_TOKEN_LEEWAY_S": str(e.auth.token_leeway_s),
+        "BACKEND_JWKS_TTL_S": str(on_auth.jwks_ttl_s),
+        "BACKEND_JWKS_MIN_REFRESH_S": str(on_auth.jwks_min_refresh_s),
+        "BACKEND_BREAKER_FAILURE_THRESHOLD": str(on_auth.auth_breaker.failure_threshold),
+        "BACKEND_BREAKER_RESET_S": str(on_auth.auth_breaker.reset_s),
         "BACKEND_WS_AUTH_RECHECK_S": str(ws.auth_recheck_s),
         "BACKEND_WS_MAX_CONNECTIONS_PER_USER": str(ws.limits.max_connections_per_user),
         "BACKEND_WS_MAX_MESSAGE_BYTES": str(ws.limits.max_message_bytes),

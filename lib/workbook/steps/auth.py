@@ -7,20 +7,23 @@ Every step takes the clients it needs; none keeps state between calls.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import math
 import statistics
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import asyncpg
 import httpx
 import jwt
 import redis.asyncio as aioredis
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, extract_parameters
 from argon2.exceptions import VerifyMismatchError
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -32,7 +35,8 @@ from workbook.clients.platform.backend import AsyncBackend
 from workbook.clients.platform.common import User
 from workbook.clients.platform.oidc import OidcFlow
 from workbook.clients.scope import Check
-from workbook.faults import Exited
+from workbook.concurrency import gather_bounded
+from workbook.faults import Exited, Instance
 from workbook.params import AuthExpect, Env
 from workbook.polling import poll
 
@@ -139,7 +143,7 @@ async def refused_write(conn: asyncpg.Connection, sql: str, *args: Any, role: st
 
 async def token_from_instance(env: Env, user: User, overrides: dict[str, str | None]) -> tuple[str, bool]:
     """An access token for `user` from a second auth process (same keys, database and Redis)
-    started with `overrides` (another issuer, audience or lifetime), and whether that instance
+    started with `overrides` (another issuer or audience), and whether that instance
     accepts the token itself: real signatures on bad claims, which the workbook cannot make."""
     async with faults.second_instance(env, "auth", overrides) as inst:
         ready = await inst.wait_answering("/health/ready", env.timeouts.startup_s)
@@ -148,6 +152,24 @@ async def token_from_instance(env: Env, user: User, overrides: dict[str, str | N
             tokens = await other.login(user)
             own = await other.me_raw(tokens.access)
     return tokens.access, own.status_code == 200
+
+
+async def short_lived_issuer(env: Env, issuer: str, access_ttl_s: int, scope: Check) -> Instance:
+    """A second auth process (same keys, database and Redis, the stack's issuer) whose access
+    tokens live `access_ttl_s`, started once for the notebook's expiry checks (`wb.shared`) and
+    stopped when `scope` ends; returned once it is ready. A token of the stack's own lifetime
+    would take minutes to expire."""
+    inst = await faults.started_instance(env, "auth", {"AUTH_ISSUER": issuer, "AUTH_ACCESS_TTL_S": str(access_ttl_s)},
+                                         scope)
+    ready = await inst.wait_answering("/health/ready", env.timeouts.startup_s)
+    assert ready.status_code == 200, f"short-lived issuer not ready: {ready.status_code} {inst.output[-300:]}"
+    return inst
+
+
+async def login_at(env: Env, url: str, user: User) -> str:
+    """An access token for `user` from the auth instance at `url`."""
+    async with auth_client(env, url=url) as other:
+        return (await other.login(user)).access
 
 
 def stranger_token(user: User) -> str:
@@ -203,6 +225,14 @@ async def _auth_readiness(backend: AsyncBackend) -> dict[str, Any]:
     return (await backend.ready_raw()).json()["checks"]["auth"]
 
 
+async def backend_auth_clocks(backend: AsyncBackend) -> dict[str, Any]:
+    """The backend's clocks on its calls to auth as it reports them (JWKS cache and refetch guard
+    in `/health/ready`, the auth breaker in its metrics), keyed like `expect.backend`."""
+    ready, breaker = await _auth_readiness(backend), await auth_breaker(backend)
+    return {"jwks_ttl_s": ready["jwks_ttl_s"], "jwks_min_refresh_s": ready["jwks_min_refresh_s"],
+            "auth_breaker": {"failure_threshold": breaker["failure_threshold"], "reset_s": breaker["reset_s"]}}
+
+
 def _past_refetch_guard(auth: dict[str, Any]) -> bool:
     return auth["jwks_age_s"] is None or auth["jwks_age_s"] > auth["jwks_min_refresh_s"]
 
@@ -212,8 +242,7 @@ async def trip_auth_breaker(backend: AsyncBackend, user: User, within_s: float) 
     their statuses. First waits until the backend's JWKS is older than its refetch guard
     (`jwks_min_refresh_s`, read from its /health/ready), so that each of those requests makes
     exactly one call to auth and the breaker counts one failure per request."""
-    await poll(lambda: _auth_readiness(backend), until=_past_refetch_guard, within_s=within_s, every_s=0.1,
-               what="the backend's JWKS older than its refetch guard")
+    await past_refetch_guard(backend, within_s)
     statuses: list[int] = []
     for _ in range((await auth_breaker(backend))["failure_threshold"] + 1):
         if (await auth_breaker(backend))["state"] == "open":
@@ -221,6 +250,37 @@ async def trip_auth_breaker(backend: AsyncBackend, user: User, within_s: float) 
         statuses.append((await backend.me_raw(stranger_token(user))).status_code)
     assert (await auth_breaker(backend))["state"] == "open", f"breaker still closed after {statuses}"
     return statuses
+
+
+async def past_refetch_guard(backend: AsyncBackend, within_s: float) -> dict[str, Any]:
+    """The backend's auth readiness once its cached JWKS is older than its refetch guard
+    (`jwks_min_refresh_s`): from then on the next unknown kid makes it fetch the JWKS."""
+    return await poll(lambda: _auth_readiness(backend), until=_past_refetch_guard, within_s=within_s, every_s=0.05,
+                      what="the backend's JWKS older than its refetch guard")
+
+
+@dataclass
+class ForgedKidBurst:
+    calls: int  # calls the backend made to auth meanwhile (its auth breaker counts each)
+    seconds: float  # from before the first request to after the last
+    statuses: list[int]
+
+
+async def forged_kid_burst(backend: AsyncBackend, tokens: list[str]) -> ForgedKidBurst:
+    """Send every token at once (each under a kid auth never published) and count the calls the
+    backend made to auth meanwhile. Only exact if nothing else calls auth through this backend
+    instance: the calling check holds auth alone."""
+    before = (await auth_breaker(backend))["calls"]
+    t0 = time.monotonic()
+    answers = await asyncio.gather(*(backend.me_raw(t) for t in tokens))
+    after = (await auth_breaker(backend))["calls"]
+    return ForgedKidBurst(after - before, time.monotonic() - t0, [a.status_code for a in answers])
+
+
+def fetches_allowed(seconds: float, guard_s: float) -> int:
+    """JWKS fetches a refetch guard of `guard_s` (> 0) allows in `seconds`: one, then one per guard period."""
+    assert guard_s > 0, f"refetch guard {guard_s} s: every unknown kid may make the backend call auth"
+    return 1 + math.floor(seconds / guard_s)
 
 
 async def breaker_state(backend: AsyncBackend, state: str, within_s: float) -> dict[str, Any]:
@@ -275,19 +335,54 @@ async def failed_login_ms(auth: AsyncAuth, email: str, ip: str) -> float:
     return elapsed
 
 
-async def login_time_gaps(auth: AsyncAuth, ck: Check, users: list[User], per_user: int) -> list[float]:
-    """Wrong-password login time minus unknown-email login time (ms), one pair after another
-    from each user's address: paired and interleaved, so load that drifts during the run hits
-    both sides of each difference alike."""
-    gaps = []
+async def _paired_gaps(auth: AsyncAuth, ck: Check, users: list[User], per_user: int) -> list[float]:
+    # Which login of a pair goes first alternates, so neither side always meets a connection
+    # just used or a cache just warmed.
+    gaps: list[float] = []
     for user in users:
         for _ in range(per_user):
-            known = await failed_login_ms(auth, user.email, user.ip)
-            gaps.append(known - await failed_login_ms(auth, unique_email(ck.ns), user.ip))
+            stranger = unique_email(ck.ns)
+            if len(gaps) % 2:
+                unknown = await failed_login_ms(auth, stranger, user.ip)
+                known = await failed_login_ms(auth, user.email, user.ip)
+            else:
+                known = await failed_login_ms(auth, user.email, user.ip)
+                unknown = await failed_login_ms(auth, stranger, user.ip)
+            gaps.append(known - unknown)
     return gaps
 
 
-def hash_verify_ms(stored_hash: str, samples: int = 5) -> float:
+def median_interval(values: list[float]) -> tuple[float, float]:
+    """A distribution-free 95% confidence interval of the median (order statistics n/2 ± 0.98·√n)."""
+    ordered, n = sorted(values), len(values)
+    k = max(0, math.floor(n / 2 - 0.98 * math.sqrt(n)))
+    return ordered[k], ordered[n - 1 - k]
+
+
+async def login_time_gaps(auth: AsyncAuth, ck: Check, per_user: int, bound_ms: float, concurrency: int,
+                          min_pairs: int = 48, max_pairs: int = 192) -> tuple[list[User], list[float]]:
+    """Wrong-password login time minus unknown-email login time (ms), one pair right after the
+    other from the same address: paired and interleaved, so load that drifts during the run hits
+    both sides of each difference alike. Users are registered `per_user` pairs' worth at a time
+    (each stays below the lockout). After `min_pairs`, pairs are added in batches until the
+    median's 95% interval lies wholly inside or wholly outside ±`bound_ms`, up to `max_pairs`:
+    a quiet machine decides at the minimum, a loaded one (jitter of tens of ms) takes more pairs
+    instead of a verdict by chance. Returns the users and the differences."""
+    users: list[User] = []
+    gaps: list[float] = []
+    batch = math.ceil(min_pairs / 2 / per_user)
+    while len(gaps) < max_pairs:
+        fresh = await gather_bounded(concurrency, [partial(auth.new_user, ck, login=False) for _ in range(batch)])
+        users += fresh
+        gaps += await _paired_gaps(auth, ck, fresh, per_user)
+        if len(gaps) >= min_pairs:
+            low, high = median_interval(gaps)
+            if -bound_ms <= low <= high <= bound_ms or low > bound_ms or high < -bound_ms:
+                break
+    return users, gaps
+
+
+def hash_verify_ms(stored_hash: str, samples: int = 11) -> float:
     """The median time (ms) of one argon2 verification of a wrong password against
     `stored_hash`, on this machine. The hash encodes the parameters the service hashes with
     (memory, iterations, lanes), so this is the cost the service pays per login attempt: the
@@ -327,13 +422,23 @@ async def _password_min_length(auth: AsyncAuth, ck: Check, n: int) -> int:
     return n if exact.status_code == 201 else n + 1
 
 
-async def _sessions_kept(auth: AsyncAuth, ck: Check, n: int) -> tuple[int, dict[str, Any]]:
+async def _sessions_kept(auth: AsyncAuth, ck: Check, n: int) -> tuple[User, int, dict[str, Any]]:
     # n + 1 logins: the sessions listed are min(enforced maximum, n + 1).
     user = await auth.new_user(ck)
     for _ in range(n):
         await auth.login(user)
     claims = jwt.decode(user.access, options={"verify_signature": False})
-    return len(await auth.sessions(user.access)), {**claims, "alg": jwt.get_unverified_header(user.access)["alg"]}
+    return user, len(await auth.sessions(user.access)), {**claims, "alg": jwt.get_unverified_header(user.access)["alg"]}
+
+
+async def stored_hash_parameters(conn: asyncpg.Connection, user: User) -> dict[str, Any]:
+    """The argon2 parameters of the password hash auth stored for `user` (`$argon2id$v=19$m=...,t=...,p=...`),
+    keyed like `/auth/config`'s `password_hash`: the cost the service really pays, whatever it reports."""
+    stored = await conn.fetchval("SELECT password_hash FROM users WHERE id = $1::uuid", user.id)
+    assert stored is not None, f"no password hash stored for {user.id}"
+    p = extract_parameters(stored)
+    return {"algorithm": f"argon2{p.type.name.lower()}", "time_cost": p.time_cost, "memory_kib": p.memory_cost,
+            "parallelism": p.parallelism}
 
 
 async def _failures_before_lockout(auth: AsyncAuth, redis: aioredis.Redis, ck: Check, n: int) -> int:
@@ -370,15 +475,19 @@ async def _oidc_login_offered(auth: AsyncAuth, redis: aioredis.Redis, ck: Check)
     return resp.status_code == 302
 
 
-async def enforced_limits(auth: AsyncAuth, redis: aioredis.Redis, ck: Check, want: AuthExpect) -> dict[str, Any]:
+async def enforced_limits(auth: AsyncAuth, redis: aioredis.Redis, conn: asyncpg.Connection, ck: Check,
+                          want: AuthExpect) -> dict[str, Any]:
     """What the service enforces, measured through its API, for the limits that are cheap to
     probe, keyed like `dotted(expect.auth)`. Each probe goes one step past the expected value,
     so a service that reports one number and enforces another shows a different value here:
     sessions kept after `session_max + 1` logins, failures answered before the lockout, good
-    logins admitted per email, the password length at the edge, the claims a token carries.
+    logins admitted per email, the password length at the edge, the claims a token carries,
+    and the argon2 parameters of the hash stored for a password (read from auth's database).
     Limiter keys it made are deleted and its sessions ended with the check."""
-    sessions, token = await _sessions_kept(auth, ck, want.session_max)
+    user, sessions, token = await _sessions_kept(auth, ck, want.session_max)
+    hashed = await stored_hash_parameters(conn, user)
     return {
+        **{f"password_hash.{k}": v for k, v in hashed.items()},
         "audience": token["aud"],
         "algorithms": [token["alg"]],
         "access_ttl_s": token["exp"] - token["iat"],
