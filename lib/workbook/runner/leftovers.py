@@ -354,8 +354,11 @@ def _clickhouse_tables(ch: Client, scope: RunScope, finds: Finds) -> None:
             continue
         if not cols:
             continue
-        conds = [f"startsWith(lower(`{n}`), {{p:String}})" for n, _ in cols]
-        conds += [f"`{n}` IN {{u:Array(String)}}" for n, kind in cols if kind == "user"]
+        # Bound by the client (`%(u)s`), not the server (`{u:Array(String)}`): server-side
+        # parameters past a size go as multipart form data, which not every ClickHouse-speaking
+        # service takes (the local stand-in refuses it), and a run's users pass that size.
+        conds = [f"startsWith(lower(`{n}`), %(p)s)" for n, _ in cols]
+        conds += [f"`{n}` IN %(u)s" for n, kind in cols if kind == "user" and users]
         rows = ch.query(f"SELECT {', '.join(f'`{n}`' for n, _ in cols)} FROM `{table}` WHERE {' OR '.join(conds)} "
                         f"LIMIT {ROWS_MAX}", parameters={"p": scope.prefix, "u": users}).result_rows
         for row in rows:
