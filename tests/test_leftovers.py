@@ -20,7 +20,8 @@ from workbook.results import RunResults
 from workbook.runner.run import RunOptions, Runner
 
 # Each forgets something of its own: a key in its namespace, a user (with a thread) it made
-# without the platform client, and a user the platform client registered, which cleans itself.
+# without the platform client; the last makes users through the platform client (registered,
+# and logged in through OIDC), which delete themselves.
 FORGETS_KEY = '''async with check("key_left_behind") as ck:
     r = redis.client(wb.env)
     ck.defer(r.aclose)
@@ -42,7 +43,13 @@ CLEANS_UP = '''async with check("cleans_up") as ck:
     r = redis.client(wb.env)
     ck.defer(r.aclose)
     await r.set(f"{ck.ns}:gone", 1)
-    ck.defer(r.delete, f"{ck.ns}:gone")'''
+    ck.defer(r.delete, f"{ck.ns}:gone")
+    from workbook.clients.platform import oidc_flow
+    flow = await oidc_flow(wb.env, auth)
+    ck.defer(flow.aclose)
+    body = await flow.login(ck, sub=unique_email(ck.ns))
+    # Its session ended, the OIDC user (no password) is deleted after a fresh login at the provider.
+    await auth.revoke_all_sessions(body["access_token"])'''
 SETUP = ("from workbook.clients import redis\nauth, backend = wb.auth, wb.backend")
 
 
