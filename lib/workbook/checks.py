@@ -61,7 +61,7 @@ class Ledger:
         self.env = env
         self.run_id = run_id
         self.path = path
-        # On the embedded stack: the per-service locks that keep other notebooks' faults away.
+        # On a stack (embedded or external): the per-service locks that keep other notebooks' faults away.
         self.locks = locks
         self.section = ""
         self.running: check | None = None
@@ -143,7 +143,7 @@ def current() -> Ledger:
 
 
 def locks() -> ServiceLocks | None:
-    """The running notebook's per-service locks (None outside the embedded stack)."""
+    """The running notebook's per-service locks (None in an env without services: `stack: none`)."""
     return _current().locks
 
 
