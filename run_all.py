@@ -9,8 +9,9 @@
     python run_all.py --history                   # flaky and slowing checks
     python run_all.py --compare local staging     # two runs side by side
 
-Exit code: 0 every check passed, 1 something failed (or a secret reached an output, or
---repeat/--compare found a difference), 2 usage or configuration error.
+Exit code: 0 every check passed, 1 something failed (or a secret reached an output, or the run
+left something in a store, or --repeat/--compare found a difference), 2 usage or configuration
+error (a params file pointed at a host outside its allowed_hosts among them).
 """
 
 from __future__ import annotations

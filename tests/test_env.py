@@ -108,3 +108,31 @@ def test_repo_params_load() -> None:
     for name in ("local", "docker", "staging"):
         assert not load_params(name, REPO_PARAMS).is_production
     assert load_params("staging", REPO_PARAMS).destructive is False
+
+
+def test_an_external_env_reads_its_endpoints_from_the_named_variables(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WB_TEST_AUTH_URL", raising=False)
+    services = {"auth": {"url_env": "WB_TEST_AUTH_URL"}}
+    write(tmp_path, "ext", params_text(stack="external", allowed_hosts=["127.0.0.1"], services=services))
+    with pytest.raises(ConfigError, match=r"services\.auth\.url_env names WB_TEST_AUTH_URL, which is not set"):
+        load_env("ext", tmp_path)
+    monkeypatch.setenv("WB_TEST_AUTH_URL", "http://127.0.0.1:8123")
+    env = load_env("ext", tmp_path)
+    assert (env.stack, env.service("auth").host, env.service("auth").port) == ("external", "127.0.0.1", 8123)
+
+
+def test_an_external_env_must_say_where_its_services_may_live(tmp_path: Path) -> None:
+    services = {"auth": {"url": "http://127.0.0.1:1"}}
+    write(tmp_path, "ext", params_text(stack="external", allowed_hosts=[], services=services))
+    with pytest.raises(ConfigError, match=r"an external env lists its services and the hosts they may live on"):
+        load_env("ext", tmp_path)
+    write(tmp_path, "both", params_text(services={"auth": {"url": "http://a", "url_env": "X"}}))
+    with pytest.raises(ConfigError, match=r"give url or url_env, not both"):
+        load_env("both", tmp_path)
+
+
+def test_the_repo_external_env_is_external_and_not_destructive() -> None:
+    params = load_params("external", REPO_PARAMS)
+    assert (params.stack, params.destructive) == ("external", False)
+    assert all(svc.url is None and svc.url_env for svc in params.services.values()), params.services

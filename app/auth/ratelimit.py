@@ -64,3 +64,8 @@ class LoginLimiter:
 
     async def succeeded(self, email: str) -> None:
         await self.redis.delete(f"auth:failures:{email_key(email)}")
+
+    async def forget(self, email: str) -> None:
+        """Drop the email's counters and lockout (its account is deleted: a new one starts clean)."""
+        ek = email_key(email)
+        await self.redis.delete(f"auth:rl:email:{ek}", f"auth:failures:{ek}", f"auth:lockout:{ek}")

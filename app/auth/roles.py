@@ -10,7 +10,7 @@ DEFAULT_ROLE: Role = "member"
 
 _VIEWER = ("profile:read", "threads:read")
 _MEMBER = (*_VIEWER, "threads:write", "runs:create")
-_ADMIN = (*_MEMBER, "users:read", "users:role", "audit:read")
+_ADMIN = (*_MEMBER, "users:read", "users:role", "users:delete", "audit:read")
 _OWNER = (*_ADMIN, "users:role:owner", "keys:rotate", "billing:manage")
 
 PERMISSIONS: dict[Role, tuple[str, ...]] = {"viewer": _VIEWER, "member": _MEMBER, "admin": _ADMIN, "owner": _OWNER}
@@ -18,6 +18,13 @@ PERMISSIONS: dict[Role, tuple[str, ...]] = {"viewer": _VIEWER, "member": _MEMBER
 
 def permissions(role: str) -> list[str]:
     return list(PERMISSIONS[role])  # type: ignore[index]
+
+
+def may_delete(actor_role: str, target_role: str) -> bool:
+    """Admins delete viewers, members and admins; only an owner deletes an owner."""
+    if target_role == "owner":
+        return actor_role == "owner"
+    return "users:delete" in PERMISSIONS.get(actor_role, ())  # type: ignore[call-overload]
 
 
 def may_assign(actor_role: str, target_current: str, target_new: str) -> bool:

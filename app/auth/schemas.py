@@ -27,6 +27,11 @@ class PasswordChange(_Body):
     new_password: str = Field(min_length=1, max_length=256)
 
 
+class AccountDeletion(_Body):
+    # The account's password: who deletes an account proves again that it is theirs.
+    password: str | None = Field(default=None, min_length=1, max_length=256)
+
+
 class RoleChange(_Body):
     role: Role
 

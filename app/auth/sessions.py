@@ -98,3 +98,14 @@ class SessionStore:
             p.zrem(_index(user_id), sid)
             deleted, _ = await p.execute()
         return bool(deleted)
+
+    async def end_all(self, user_id: str) -> list[str]:
+        """Delete every session of the user and the user's index (an account that is going away);
+        returns the session ids ended."""
+        ids = [i.decode() for i in await self.redis.zrange(_index(user_id), 0, -1)]
+        async with self.redis.pipeline(transaction=True) as p:
+            for sid in ids:
+                p.delete(_key(sid))
+            p.delete(_index(user_id))
+            await p.execute()
+        return ids

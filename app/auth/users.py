@@ -1,10 +1,11 @@
-"""User rows: create (race-free on email), look up, change role or password."""
+"""User rows: create (race-free on email), look up, change role or password, delete."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
 
+from sqlalchemy import delete as sql_delete
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -62,3 +63,10 @@ async def set_role(conn: AsyncConnection, user_id: uuid.UUID, role: str) -> None
 async def set_password(conn: AsyncConnection, user_id: uuid.UUID, password_hash: str) -> None:
     await conn.execute(update(users).where(users.c.id == user_id)
                        .values(password_hash=password_hash, password_changed_at=func.now()))
+
+
+async def delete(conn: AsyncConnection, user_id: uuid.UUID) -> bool:
+    """The user's row; its refresh families, refresh tokens and OIDC identities go with it (FK
+    cascade). Audit rows stay: they have no FK, and the log is append-only."""
+    result = await conn.execute(sql_delete(users).where(users.c.id == user_id))
+    return result.rowcount == 1

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from app.backend.context import Context
+from app.backend.deletions import DeletionConsumer
 from app.backend.routers import admin, agents, analytics, corpus, events, health, internal, runs, threads, users
 from app.backend.ws import router as ws
 from app.common import errors, middleware
@@ -51,9 +52,12 @@ def create_app(settings: BackendSettings) -> FastAPI:
         if interrupted:
             log.warning("failed %d run(s) this instance owned before it restarted", interrupted)
         c.runner.start_background()
+        deletions = DeletionConsumer(c)
+        deletions.start()
         try:
             yield
         finally:
+            await deletions.stop()
             await c.close()
 
     app = FastAPI(title="backend", version=settings.version, lifespan=lifespan,

@@ -125,6 +125,10 @@ class EventBus:
         await self.breaker.call(lambda: self.redis.publish(BROADCAST, json.dumps(event)))
         return event
 
+    async def forget(self, thread_id: str) -> None:
+        """A deleted thread's numbering and replay: nothing is left to resume."""
+        await self.redis.delete(replay_key(thread_id), seq_key(thread_id))
+
     async def replay(self, thread_id: str, after: int) -> tuple[list[dict[str, Any]], int | None]:
         """Events of the thread after `after`, in order, and the oldest event id still kept."""
         key = replay_key(thread_id)

@@ -160,6 +160,18 @@ class Runner:
     async def request_stop(self, run_id: str) -> None:
         await self.services.redis.set(stop_key(run_id), 1, ex=3600)
 
+    async def stop_runs(self, run_ids: list[str]) -> None:
+        """Stop runs for good (their owner is being deleted): the stop flag for whichever instance
+        runs each, and this instance's own cancelled and awaited, so they are over on return."""
+        async with self.services.redis.pipeline(transaction=False) as pipe:
+            for run_id in run_ids:
+                pipe.set(stop_key(run_id), 1, ex=3600)
+            await pipe.execute()
+        mine = [task for run_id in run_ids if (task := self.tasks.get(run_id)) is not None]
+        for task in mine:
+            task.cancel()
+        await asyncio.gather(*mine, return_exceptions=True)
+
     async def provide_input(self, run: dict[str, Any], answers: dict[str, str]) -> bool:
         """Hand the answers to whichever instance runs it; False if it was answered already."""
         ttl = int(self.settings.agent_input_timeout_s) + 60

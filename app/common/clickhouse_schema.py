@@ -140,6 +140,9 @@ async def _users(ch: ClickHouse) -> None:
         f"GRANT SELECT ON {db}.* TO {reader.user}",
         f"GRANT SELECT, INSERT ON {db}.* TO {writer.user}",
         f"GRANT ALTER UPDATE, ALTER DELETE ON {db}.corpus TO {writer.user}",
+        # Deleting an account deletes its events and moves its bill (app.backend.user_data).
+        f"GRANT ALTER DELETE ON {db}.workload_events TO {writer.user}",
+        f"GRANT ALTER DELETE ON {db}.usage_events TO {writer.user}",
     ):
         await ch.command(statement, role="admin")
 

@@ -84,6 +84,10 @@ class AuthSettings(_ServiceSettings):
     # Clock skew tolerated when checking a token's `exp` (and `iat`).
     token_leeway_s: float = Field(5.0, ge=0, le=60)
 
+    # An account without a password (OIDC only) is deleted only from a session opened this
+    # recently: its owner logged in again just now, so a stolen token alone cannot delete it.
+    reauth_max_age_s: int = Field(300, gt=0)
+
     login_rate_email: int = Field(10, gt=0)
     login_rate_ip: int = Field(50, gt=0)
     login_rate_window_s: int = Field(60, gt=0)
@@ -219,6 +223,12 @@ class BackendSettings(_ServiceSettings):
     run_lease_s: float = Field(15.0, gt=0)
     # Supply catalog prices cached in Redis (shared by instances, dropped on every update).
     price_cache_ttl_s: int = Field(300, gt=0)
+
+    # Deleting a user's data (app.backend.deletions): an attempt that could not finish (runs still
+    # stopping, a store away) is tried again after this; an entry another instance has held this
+    # long without finishing it (that instance died) is taken over.
+    deletion_retry_s: float = Field(1.0, gt=0)
+    deletion_claim_idle_s: float = Field(30.0, gt=0)
 
     # Runs per UTC day by plan (null: unlimited); users without a plan row get `default_plan`.
     plan_runs_per_day: dict[str, int | None] = {"free": 20, "early": 200, "mid": 2000, "enterprise": None}

@@ -124,4 +124,6 @@ usage_records = Table(
     Column("completion_tokens", BigInteger, nullable=False),
     Column("cost_usd", MONEY, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Set when the user was deleted and user_id became the deletion's tombstone (migration 0004).
+    Column("anonymised_at", DateTime(timezone=True)),
 )

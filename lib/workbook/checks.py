@@ -34,6 +34,17 @@ from workbook.stack.locks import ServiceLocks
 ID_RE = re.compile(r"^[a-z0-9_]+$")
 
 
+NS_MAX = 63  # PostgreSQL's identifier length: a namespace is also a table name
+
+
+def namespace(run_id: str, *parts: str) -> str:
+    """`wb_<run id>_<parts>`, lower-case letters, digits and `_` only, at most NS_MAX characters:
+    a name valid as a table, a key prefix and an email's local part. Everything a run names
+    starts with `namespace(run_id)`, which is how the leftovers sweep finds it."""
+    raw = "_".join(("wb", run_id, *parts)).lower() + ("" if parts else "_")
+    return re.sub(r"[^a-z0-9_]", "_", raw)[:NS_MAX]
+
+
 class SkipCheck(Exception):
     """Raised by `skip()`; the check is recorded as skipped with the reason."""
 
@@ -51,7 +62,7 @@ class Ledger:
         self.env = env
         self.run_id = run_id
         self.path = path
-        # On the embedded stack: the per-service locks that keep other notebooks' faults away.
+        # On a stack (embedded or external): the per-service locks that keep other notebooks' faults away.
         self.locks = locks
         self.section = ""
         self.running: check | None = None
@@ -121,13 +132,19 @@ def using_now(service: str) -> None:
         _ledger.locks.use(service)
 
 
+def running() -> check | None:
+    """The check running now, if any (a client that creates something as a side effect hands
+    its removal to it)."""
+    return _ledger.running if _ledger is not None else None
+
+
 def current() -> Ledger:
     """The running notebook's ledger (setup() started it)."""
     return _current()
 
 
 def locks() -> ServiceLocks | None:
-    """The running notebook's per-service locks (None outside the embedded stack)."""
+    """The running notebook's per-service locks (None in an env without services: `stack: none`)."""
     return _current().locks
 
 
@@ -185,8 +202,7 @@ class check:
     @property
     def ns(self) -> str:
         """This check's own namespace for users, keys, rows and tables (run id + check id)."""
-        raw = f"wb_{self.ledger.run_id}_{self.ledger.section}_{self.name}".lower()
-        return re.sub(r"[^a-z0-9_]", "_", raw)[:63]
+        return namespace(self.ledger.run_id, self.ledger.section, self.name)
 
     def measure(self, name: str, value: float, unit: str = "ms", budget: float | None = None) -> float:
         """Record a figure this check measured (into results.json, passed or not); returns it, so

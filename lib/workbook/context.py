@@ -95,7 +95,10 @@ class Workbook:
 
 
 def _locks(env: Env) -> ServiceLocks | None:
-    if env.stack != "embedded":
+    # An external stack is locked too: not against its other users (nothing can be), but so the
+    # notebooks of one run keep out of each other's way, as on the embedded stack (a check reading
+    # instance-wide counters `alone` must not count another notebook's agent runs).
+    if env.stack == "none":
         return None
     return ServiceLocks(Paths(project_root()).base / "locks", {s.name: s.depends_on for s in SERVICES})
 

@@ -32,20 +32,29 @@ class Strict(BaseModel):
 class Service(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str
+    # Where it answers: in the file, or (`url_env`) in an environment variable read at run time,
+    # for a stack whose ports are only known once it runs.
+    url: str | None = None
+    url_env: str | None = None
     user: str | None = None
     database: str | None = None
     password_env: str | None = None
     # Filled by workbook.env (from the variable, or from the embedded stack), never by a params file.
     password: SecretStr | None = Field(default=None, exclude=True)
 
+    @model_validator(mode="after")
+    def _one_url(self) -> Service:
+        if self.url is not None and self.url_env is not None:
+            raise ValueError("give url or url_env, not both")
+        return self
+
     @property
     def host(self) -> str:
-        return urlsplit(self.url).hostname or ""
+        return urlsplit(self.url or "").hostname or ""
 
     @property
     def port(self) -> int | None:
-        return urlsplit(self.url).port
+        return urlsplit(self.url or "").port
 
     def secret(self) -> str | None:
         return self.password.get_secret_value() if self.password else None
@@ -154,6 +163,8 @@ class AuthExpect(Strict):
     oidc_enabled: bool
     # Origins a browser may call both services from (CORS); the first is the one checks use.
     browser_origins: list[str]
+    # The platform deletes accounts (DELETE /auth/users/me): checks delete the users they make.
+    user_deletion: bool
 
 
 class AuthBreaker(Strict):
@@ -254,8 +265,11 @@ class Env(BaseModel):
     description: str = ""
     production: bool = False
     destructive: bool = False
-    stack: Literal["embedded", "none"] = "none"
-    # Host patterns this env's services must live on; preflight fails a host outside them.
+    # embedded: the workbook's own stack (`python -m workbook.stack`), endpoints from its state;
+    # external: services the workbook did not start, listed here, their processes never touched
+    # (a staging, a compose stack, a stack someone else started); none: no services at all.
+    stack: Literal["embedded", "external", "none"] = "none"
+    # Host patterns this env's services must live on: a run refuses to start against any other.
     allowed_hosts: list[str] = []
     services: dict[str, Service] = {}
     timeouts: Timeouts
@@ -270,6 +284,12 @@ class Env(BaseModel):
     def _production_is_safe(self) -> Env:
         if self.is_production and (self.destructive or self.load.enabled):
             raise ValueError("a production env may not enable destructive or load checks")
+        return self
+
+    @model_validator(mode="after")
+    def _external_is_described(self) -> Env:
+        if self.stack == "external" and not (self.services and self.allowed_hosts):
+            raise ValueError("an external env lists its services and the hosts they may live on (allowed_hosts)")
         return self
 
     @property

@@ -16,8 +16,10 @@ ledger, secrets scrubbed). Each item then reports its check from the ledger: pas
 with the check's message and traceback, skipped with its reason, or failed as "not recorded"
 when the notebook died before it. The notebook item fails when the notebook failed outside
 its checks (setup cell, dead kernel, timeout). As after a run_all run, every file the session's
-notebooks wrote (outputs/pytest/<run>[-gwN]/) is scanned for the env's secrets at the end; a
-hit is listed in the terminal summary, by file and encoding, and fails the session.
+notebooks wrote (outputs/pytest/<run>[-gwN]/) is scanned for the env's secrets at the end, and
+the stores are swept for what the session's checks left behind (`workbook.runner.leftovers`); a
+secret found (by file and encoding) or a leftover (by store and the checks that left it) is
+listed in the terminal summary and fails the session.
 
 Under pytest-xdist every item of a notebook must run on one worker, or the notebook would run
 once per worker. With the default distribution (`load`, what `-n N` means) or `worksteal`,
@@ -39,20 +41,24 @@ import pytest
 from _pytest._code.code import ReprFileLocation, TerminalRepr, TerminalWriter
 from nbmake.pytest_items import NotebookFile
 
-from workbook.env import load_env
-from workbook.errors import WorkbookError
+from workbook.env import load_env, refuse_foreign_hosts
+from workbook.errors import ConfigError, WorkbookError
 from workbook.paths import project_root
 from workbook.pytest_plugin import ensure_stack, workbook_env
-from workbook.results import CheckResult, NotebookResult, SecretHit
+from workbook.checks import namespace
+from workbook.results import CheckResult, LeftoverReport, NotebookLedger, NotebookResult, SecretHit
 from workbook.runner.execute import Job, Settings, execute, recorded
 from workbook.runner.junit import failed_outside_checks
+from workbook.runner.console import leftover_line, leftovers_line
 from workbook.runner.kernels import KernelPool
+from workbook.runner.leftovers import RunScope, owners, sweep
 from workbook.runner.secrets_scan import env_secrets, scan
 from workbook.runner.selection import Notebook, check_ids, select
 
 NOTEBOOK_TIMEOUT_S = 1800.0  # a whole notebook, as run_all's default --timeout
 _run_name = pytest.StashKey[str]()
 _scan = pytest.StashKey[tuple[int, list[SecretHit], str]]()
+_leftovers = pytest.StashKey[LeftoverReport]()
 
 
 def is_workbook_notebook(nb: Notebook) -> bool:
@@ -132,8 +138,21 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     files = sorted(p for d in dirs for p in d.rglob("*") if p.is_file())
     count, hits = scan(base, files, secrets)
     config.stash[_scan] = (count, hits, "")
-    if hits:
+    report = sweep(load_env(workbook_env()), _session_scope(config.stash[_run_name], dirs))
+    config.stash[_leftovers] = report
+    if hits or report.total:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _session_scope(run_name: str, dirs: list[Path]) -> RunScope:
+    """The session's namespace (each xdist worker's run id extends it) and every check its
+    notebooks recorded, from their ledgers."""
+    scope = RunScope(prefix=namespace(run_name), owners=[])
+    for ledger in sorted(p for d in dirs for p in d.glob("*.results.json")):
+        recorded_ = NotebookLedger.read(ledger)
+        scope.owners += owners(recorded_.run_id, [(c.id, c.section, c.check) for c in recorded_.checks],
+                               [recorded_.notebook])
+    return scope
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -147,6 +166,11 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write_line(f"SECRET {h.file}: {h.encoding} encoding of {h.secret}", red=True)
     terminalreporter.write_line(f"secret scan: {len(hits)} secrets found in {count} files written by notebooks",
                                 red=bool(hits), green=not hits)
+    if (report := config.stash.get(_leftovers, None)) is not None:
+        for item in report.items:
+            terminalreporter.write_line(f"LEFTOVER {leftover_line(item)}", red=True)
+        terminalreporter.write_line(f"leftovers: {leftovers_line(report)}", red=bool(report.total),
+                                    green=not report.total)
 
 
 @dataclass
@@ -179,6 +203,10 @@ class WorkbookNotebook(pytest.File):
         # Only the notebook item selected: it stands for the whole notebook.
         nb = (select(source, name, selected) if selected else None) or source
         env = load_env(workbook_env())
+        try:
+            refuse_foreign_hosts(env)
+        except ConfigError as e:
+            pytest.exit(f"error: {e}", returncode=pytest.ExitCode.USAGE_ERROR)
         secrets = list(env_secrets(env).values())
         run_dir = _run_dir_for(self.config)
         job = Job(name=name, nb=nb, out=run_dir / f"{name}.ipynb")

@@ -82,6 +82,52 @@ class SecretHit(BaseModel):
     secret: str  # where the value came from (e.g. services.postgres), not the value
 
 
+class Leftover(BaseModel):
+    """Something a run left in a store: where, how many, and the checks that made it."""
+
+    store: str  # postgres, redis, clickhouse
+    where: str  # e.g. "auth.users", "backend.threads (owner_id)", "keys auth:session:*", "table wb_..."
+    count: int
+    checks: list[str] = []  # check ids (or "<notebook> (a shared fixture)"); empty when none could be told
+    example: str = ""  # one of them (an email, a key, a table name: never a value a secret could be in)
+
+
+class StoreSweep(BaseModel):
+    store: str
+    swept: bool
+    reason: str = ""  # why a store was not swept (no access in params, not reachable)
+    found: int = 0
+
+
+class LeftoverReport(BaseModel):
+    """What the sweep after a run found of the run's namespace and of the users it created."""
+
+    stores: list[StoreSweep] = []
+    items: list[Leftover] = []
+
+    @property
+    def total(self) -> int:
+        return sum(i.count for i in self.items)
+
+    @classmethod
+    def combined(cls, reports: list[LeftoverReport]) -> LeftoverReport:
+        """Shards' sweeps as one (`--merge`): a store counts as swept where every shard swept it."""
+        stores: dict[str, StoreSweep] = {}
+        items: dict[tuple[str, str], Leftover] = {}
+        for r in reports:
+            for s in r.stores:
+                have = stores.setdefault(s.store, StoreSweep(store=s.store, swept=True))
+                have.swept = have.swept and s.swept
+                have.found += s.found
+                have.reason = "; ".join(dict.fromkeys(x for x in (have.reason, s.reason) if x))
+            for i in r.items:
+                have_item = items.setdefault((i.store, i.where), Leftover(store=i.store, where=i.where, count=0,
+                                                                          example=i.example))
+                have_item.count += i.count
+                have_item.checks = sorted(set(have_item.checks) | set(i.checks))
+        return cls(stores=list(stores.values()), items=list(items.values()))
+
+
 class Totals(BaseModel):
     passed: int = 0
     failed: int = 0
@@ -108,6 +154,8 @@ class RunResults(BaseModel):
     secrets_checked: int = 0
     files_scanned: int = 0
     secret_hits: list[SecretHit] = []
+    # After the run, the stores are swept for what the run left behind (None: not swept).
+    leftovers: LeftoverReport | None = None
 
     @property
     def totals(self) -> Totals:
@@ -122,14 +170,20 @@ class RunResults(BaseModel):
         return t.failed == 0 and t.notebooks_failed == 0
 
     @property
+    def leftovers_found(self) -> int:
+        return self.leftovers.total if self.leftovers is not None else 0
+
+    @property
     def green(self) -> bool:
-        """Every check passed and no output holds a secret: what the exit code and verdict say."""
-        return self.ok and not self.secret_hits
+        """Every check passed, no output holds a secret and the run left nothing in the stores:
+        what the exit code and verdict say."""
+        return self.ok and not self.secret_hits and not self.leftovers_found
 
     def write(self, path: Path) -> None:
         data = self.model_dump()
         data["totals"] = self.totals.model_dump()
         data["secrets_found"] = len(self.secret_hits)
+        data["leftovers_found"] = self.leftovers_found
         path.write_text(json.dumps(data, indent=1))
 
     @classmethod

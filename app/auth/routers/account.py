@@ -1,17 +1,18 @@
-"""Register, login, refresh, logout, password change, and who-am-I."""
+"""Register, login, refresh, logout, password change, who-am-I, and deleting one's own account."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from app.auth import grants, refresh, users
+from app.auth import deletion, grants, refresh, users
 from app.auth.context import Context
 from app.auth.deps import Claims, actor, ctx, user_claims
 from app.common.errors import ApiError, unauthorized
 from app.auth.roles import DEFAULT_ROLE, permissions
-from app.auth.schemas import Credentials, PasswordChange, RefreshRequest
+from app.auth.schemas import AccountDeletion, Credentials, PasswordChange, RefreshRequest
 from app.common.jwt_rules import InvalidToken
 
 router = APIRouter(prefix="/auth", tags=["account"])
@@ -127,3 +128,37 @@ async def me(claims: Claims = Depends(user_claims), c: Context = Depends(ctx)) -
         raise unauthorized("user no longer exists", "invalid_token")
     return {"id": str(user.id), "email": user.email, "role": user.role, "permissions": permissions(user.role),
             "session_id": claims["sid"], "token_role": claims["role"]}
+
+
+async def _reauthenticated(c: Context, user: users.User, claims: Claims, password: str | None, ip: str) -> None:
+    """A token alone does not delete an account: its password must come along, counted like a
+    login attempt (rate limit, lockout). An account without one (OIDC only) needs a session
+    opened within `reauth_max_age_s`: its owner has just logged in again at the provider."""
+    if user.password_hash is None:
+        session = await c.sessions.get(claims["sid"])
+        if session is None or time.time() - session.created_at > c.settings.reauth_max_age_s:
+            raise unauthorized(f"log in again: an account without a password is deleted only within "
+                               f"{c.settings.reauth_max_age_s} s of a login", "reauthentication_required")
+        return
+    if password is None:
+        raise unauthorized("deleting an account needs its password", "reauthentication_required")
+    refusal = await c.limiter.admit(user.email, ip)
+    if refusal:
+        raise ApiError(429, refusal.reason, f"too many password attempts ({refusal.scope}); retry later",
+                       headers={"Retry-After": str(refusal.retry_after_s)})
+    if not await c.passwords.verify_async(user.password_hash, password):
+        await c.limiter.failed(user.email)
+        raise unauthorized("the password is wrong", "invalid_credentials")
+
+
+@router.delete("/users/me", status_code=202)
+async def delete_me(request: Request, body: AccountDeletion | None = None, claims: Claims = Depends(user_claims),
+                    c: Context = Depends(ctx)) -> dict[str, str]:
+    """The caller's account and everything of theirs; the backend's share goes asynchronously."""
+    who = actor(request)
+    async with c.db.connect() as conn:
+        user = await users.by_id(conn, claims["sub"])
+    if user is None:
+        raise unauthorized("user no longer exists", "invalid_token")
+    await _reauthenticated(c, user, claims, body.password if body else None, who.ip)
+    return deletion.accepted(await deletion.delete_user(c, user, who, by=str(user.id), how="self"))

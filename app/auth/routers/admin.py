@@ -1,15 +1,15 @@
-"""Admin actions: change a user's role, rotate and retire signing keys."""
+"""Admin actions: change a user's role, delete a user, rotate and retire signing keys."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 
-from app.auth import users
+from app.auth import deletion, users
 from app.auth.context import Context
 from app.auth.deps import Claims, actor, ctx, require_permission
 from app.common.errors import ApiError
 from app.auth.keys import KeyRingError
-from app.auth.roles import may_assign
+from app.auth.roles import may_assign, may_delete
 from app.auth.schemas import RoleChange
 
 router = APIRouter(prefix="/auth/admin", tags=["admin"])
@@ -30,6 +30,19 @@ async def change_role(user_id: str, body: RoleChange, request: Request,
                          old_role=user.role, new_role=body.role)
     # Tokens already issued keep their role until they expire; the next refresh carries the new one.
     return {"id": str(user.id), "email": user.email, "role": body.role}
+
+
+@router.delete("/users/{user_id}", status_code=202)
+async def delete_user(user_id: str, request: Request, claims: Claims = Depends(require_permission("users:delete")),
+                      c: Context = Depends(ctx)) -> dict[str, str]:
+    """Another user's account and everything of theirs (audited with who did it)."""
+    async with c.db.connect() as conn:
+        user = await users.by_id(conn, user_id)
+    if user is None:
+        raise ApiError(404, "not_found", "no such user")
+    if not may_delete(claims["role"], user.role):
+        raise ApiError(403, "forbidden", "only an owner deletes an owner")
+    return deletion.accepted(await deletion.delete_user(c, user, actor(request), by=claims["sub"], how="admin"))
 
 
 @router.get("/keys")

@@ -42,6 +42,8 @@ async def public_config(c: Context = Depends(ctx)) -> dict[str, Any]:
         "oidc_enabled": s.oidc_provider_url is not None,
         # Public anyway (a preflight answers with them); reported so a check can hold them to params.
         "browser_origins": s.cors_origins,
+        # DELETE /auth/users/me and /auth/admin/users/{id}: an account and everything of its owner.
+        "user_deletion": True, "reauth_max_age_s": s.reauth_max_age_s,
         "env": s.env, "version": s.version,
     }
 

@@ -73,4 +73,5 @@ async def delete(thread_id: uuid.UUID, request: Request, who: Principal = Depend
     async with c.db.begin() as conn:
         if not await threads.delete(conn, who.sub, thread_id):
             raise _missing()
+    await c.bus.forget(str(thread_id))
     return Response(status_code=204)

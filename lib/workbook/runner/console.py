@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from workbook.results import CheckResult, NotebookResult, RunResults
+from workbook.results import CheckResult, Leftover, LeftoverReport, NotebookResult, RunResults
 
 FAILURES_SHOWN = 50
 
@@ -32,6 +32,8 @@ def summary(console: Console, results: RunResults, run_dir: Path, html: Path, pa
         console.print(f"  ... and {len(failed) - FAILURES_SHOWN} more in {run_dir / 'results.json'}")
     for h in results.secret_hits:
         console.print(f"  [red]SECRET[/] {h.file}: {h.encoding} encoding of {h.secret}", highlight=False)
+    for item in results.leftovers.items if results.leftovers else []:
+        console.print(f"  [red]LEFTOVER[/] {leftover_line(item)}", highlight=False)
     verdict = ("[yellow]INTERRUPTED[/]" if interrupted
                else "[green]ALL PASSED[/]" if results.green else "[red]FAILED[/]")
     console.print(
@@ -40,8 +42,21 @@ def summary(console: Console, results: RunResults, run_dir: Path, html: Path, pa
         f"in {results.duration_s:.1f}s", highlight=False)
     console.print(f"secret scan: {len(results.secret_hits)} secrets found in {results.files_scanned} files "
                   f"({results.secrets_checked} secret(s) looked for)", highlight=False)
+    if results.leftovers is not None:
+        console.print(f"leftovers: {leftovers_line(results.leftovers)}", highlight=False)
     own = sum(n.duration_s for n in results.notebooks)
     if results.duration_s > 0 and len(results.notebooks) > 1 and not results.merged_from:
         console.print(f"the notebooks' own times add up to {own:.1f}s: {own / results.duration_s:.1f}x "
                       f"from running {parallel} at a time", highlight=False)
     console.print(f"report: {html}", highlight=False)
+
+
+def leftover_line(item: Leftover) -> str:
+    return (f"{item.store} {item.where}: {item.count}, left by "
+            f"{', '.join(item.checks) or 'no check that could be told'} (e.g. {item.example})")
+
+
+def leftovers_line(report: LeftoverReport) -> str:
+    """`0 leftovers (postgres 0, redis 0, clickhouse: not swept, <why>)`."""
+    stores = ", ".join(f"{s.store} {s.found}" if s.swept else f"{s.store}: not swept, {s.reason}" for s in report.stores)
+    return f"{report.total} leftovers ({stores})"

@@ -1,6 +1,6 @@
 """report.html: one self-contained page (no network), in the order a person reads it.
 
-The verdict and the secret scan on top; then failures (message, traceback); then checks the
+The verdict, the secret scan and the leftovers sweep on top; then failures (message, traceback); then checks the
 history marks flaky or slower; then, when the history holds a run of another env made from
 the same code, the two side by side; then every check, failures first, with its last outcomes,
 filterable by status and notebook and searchable by id (a run of a thousand checks stays
@@ -120,6 +120,7 @@ def render(results: RunResults, history: list[HistoryEntry], trends: dict[str, C
 </head><body>
 <h1>Run {_e(results.run_id)} <span class="verdict {verdict}">{verdict.upper()}</span></h1>
 {_secrets(results)}
+{_leftovers(results)}
 <dl>{"".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in facts.items())}</dl>
 <h2 id="failures">Failures</h2>
 {_failures_table(results)}
@@ -141,6 +142,23 @@ def _secrets(results: RunResults) -> str:
         return f'<p id="secrets" class="secrets clean">0 secrets found <small>({_e(scope)})</small></p>'
     items = "".join(f"<li>{_e(h.file)}: {_e(h.encoding)} ({_e(h.secret)})</li>" for h in results.secret_hits)
     return f'<p id="secrets" class="secrets found">{n} secret(s) found <small>({_e(scope)})</small></p><ul>{items}</ul>'
+
+
+def _leftovers(results: RunResults) -> str:
+    report = results.leftovers
+    if report is None:
+        return ""
+    swept = [s.store for s in report.stores if s.swept]
+    notes = [f"{s.store} not swept: {s.reason}" for s in report.stores if not s.swept]
+    notes += [f"{s.store}: {s.reason}" for s in report.stores if s.swept and s.reason]
+    scope = f"swept {', '.join(swept) or 'nothing'}" + "".join(f"; {n}" for n in notes)
+    if not report.total:
+        return f'<p id="leftovers" class="secrets clean">0 leftovers <small>({_e(scope)})</small></p>'
+    rows = "".join(f'<tr><td>{_e(i.store)}</td><td class="id">{_e(i.where)}</td><td>{i.count}</td>'
+                   f'<td class="id">{"<br>".join(_e(c) for c in i.checks) or "(not told)"}</td>'
+                   f'<td class="id">{_e(i.example)}</td></tr>' for i in report.items)
+    return (f'<p id="leftovers" class="secrets found">{report.total} leftovers <small>({_e(scope)})</small></p>'
+            f"<table><tr><th>store</th><th>where</th><th>count</th><th>left by</th><th>e.g.</th></tr>{rows}</table>")
 
 
 def _failures_table(results: RunResults) -> str:

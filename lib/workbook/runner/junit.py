@@ -1,7 +1,8 @@
 """junit.xml: one testcase per check (classname = notebook.section), and one `notebook`
 testcase with an error for a notebook that failed outside its checks (timeout, dead kernel,
 setup cell), so CI shows it even when every recorded check passed; a run whose outputs hold a
-secret gets a failed `secret_scan` testcase naming the files and encodings."""
+secret gets a failed `secret_scan` testcase naming the files and encodings, and one that left
+something in the stores a failed `leftovers` testcase naming what and the checks that left it."""
 
 from __future__ import annotations
 
@@ -61,6 +62,15 @@ def write_junit(results: RunResults, path: Path) -> None:
         case = ET.SubElement(suite, "testcase", classname="secret_scan", name="outputs_hold_no_secret", time="0.000")
         found = [f"{h.file}: {h.encoding} ({h.secret})" for h in results.secret_hits]
         ET.SubElement(case, "failure", message=f"{len(found)} secret(s) found in outputs").text = "\n".join(found)
+        counts = Counter(tests=1, failures=1)
+        _set_counts(suite, counts, 0.0)
+        totals += counts
+    if results.leftovers_found and results.leftovers is not None:
+        suite = ET.SubElement(root, "testsuite", name="leftovers")
+        case = ET.SubElement(suite, "testcase", classname="leftovers", name="run_left_nothing", time="0.000")
+        found = [f"{i.store} {i.where}: {i.count} ({', '.join(i.checks) or 'not told'})" for i in results.leftovers.items]
+        ET.SubElement(case, "failure", message=f"{results.leftovers_found} leftover(s) in the stores").text = _x(
+            "\n".join(found))
         counts = Counter(tests=1, failures=1)
         _set_counts(suite, counts, 0.0)
         totals += counts

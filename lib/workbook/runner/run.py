@@ -23,20 +23,22 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from workbook.env import load_env
+from workbook.env import load_env, refuse_foreign_hosts
 from workbook.params import Env
 from workbook.paths import project_root
+from workbook.checks import namespace
 from workbook.errors import ConfigError, WorkbookError
 from workbook.runner import console as say
 from workbook.runner.execute import Job, Settings, execute, recorded
 from workbook.runner.history import read_history
 from workbook.runner.kernels import KernelPool
+from workbook.runner.leftovers import RunScope, owners, sweep
 from workbook.runner.repeat import format_unstable, unstable
 from workbook.runner.report import write_reports
 from workbook.runner.secrets_scan import env_secrets
 from workbook.runner.shard import ShardError, parse_shard, share
 from workbook.runner.source import Source, source_of
-from workbook.results import CheckResult, NotebookResult, RunResults, utcnow
+from workbook.results import CheckResult, LeftoverReport, NotebookResult, RunResults, utcnow
 from workbook.runner.selection import Notebook, check_ids, parse_patterns, select
 from workbook.stack.lifecycle import StackLease
 
@@ -155,6 +157,7 @@ class Runner:
         try:
             lease.up()
             self.env = load_env(opts.env)
+            refuse_foreign_hosts(self.env)
             runs: list[RunResults] = []
             for i in range(opts.repeat):
                 if opts.repeat > 1:
@@ -236,9 +239,19 @@ class Runner:
         results.checks = [c for n in names for c in self._ledger(n)]
         results.finished_at = utcnow()
         results.duration_s = round(time.monotonic() - t0, 3)
+        if not self._stop.is_set():
+            results.leftovers = self._sweep(run_id, results)
         paths = write_reports(results, self.run_dir, self.outputs_dir, secrets)
         say.summary(self.console, results, self.run_dir, paths.report_html, self.opts.parallel, self._stop.is_set())
         return results
+
+    def _sweep(self, run_id: str, results: RunResults) -> LeftoverReport:
+        """What the run left in the stores (workbook.runner.leftovers), named by check."""
+        assert self.env is not None
+        self.console.print("sweeping the stores for leftovers ...", highlight=False)
+        checks = [(c.id, c.section, c.check) for c in results.checks]
+        scope = RunScope(prefix=namespace(run_id), owners=owners(run_id, checks, [n.name for n in results.notebooks]))
+        return sweep(self.env, scope)
 
     def _job(self, p: Planned) -> Job:
         return Job(name=p.name, nb=p.nb, out=self.run_dir / f"{p.name}.ipynb")

@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 
 from workbook.errors import WorkbookError
-from workbook.results import RunResults
+from workbook.results import LeftoverReport, RunResults
 from workbook.runner.history import HistoryEntry
 
 WEIGHT_RUNS = 5
@@ -119,6 +119,8 @@ def merge(run_dirs: list[Path], into: Path) -> RunResults:
         commit=first.commit, dirty=first.dirty, tree=first.tree,
         merged_from=[p.run_id for p in parts],
     )
+    swept = [p.leftovers for p in parts if p.leftovers is not None]
+    merged.leftovers = LeftoverReport.combined(swept) if swept else None
     order = {n.name: i for i, n in enumerate(merged.notebooks)}
     merged.checks = sorted((c for p in parts for c in p.checks), key=lambda c: order.get(c.notebook, len(order)))
     return merged

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from workbook.errors import WorkbookError
+from workbook.stack.clickhouse import login_users
 from workbook.stack.manager import Stack
 from workbook.stack.state import stack_secret
 
@@ -31,8 +32,29 @@ def print_status(stack: Stack) -> bool:
     return all(r.running for r in rows)
 
 
+# The services whose passwords the workbook uses (params/external.yaml names the same variables).
+EXTERNAL_PASSWORDS = ("postgres", "redis", "clickhouse", "auth", "llm")
+
+
+def external_env(stack: Stack) -> list[str]:
+    """`WORKBOOK_EXTERNAL_<SERVICE>_URL` / `_PASSWORD`: the running stack as params/external.yaml
+    reads it, for runs that must treat it as a stack they did not start."""
+    lines = []
+    for name, svc in stack.state().services.items():
+        var = f"WORKBOOK_EXTERNAL_{name.upper()}"
+        lines.append(f"export {var}_URL={shlex.quote(svc.url)}")
+        if name in EXTERNAL_PASSWORDS:
+            lines.append(f"export {var}_PASSWORD={shlex.quote(stack_secret(stack.paths, name))}")
+    if "clickhouse" in stack.state().services:  # the platform's logins to it (params/external.yaml)
+        for login in login_users():
+            lines.append(f"export WORKBOOK_EXTERNAL_{login.upper()}_PASSWORD="
+                         f"{shlex.quote(stack_secret(stack.paths, login))}")
+    return lines
+
+
 def shell_env(stack: Stack) -> str:
-    """Exports that let psql, redis-cli and curl reach the stack; prints passwords only on request."""
+    """Exports that let psql, redis-cli and curl reach the stack, and `--env external` treat it
+    as a stack it did not start; prints passwords only on request."""
     state = stack.state()
     lines = []
     if pg := state.services.get("postgres"):
@@ -44,7 +66,7 @@ def shell_env(stack: Stack) -> str:
     if ch := state.services.get("clickhouse"):
         lines.append(f"export CLICKHOUSE_URL={shlex.quote(ch.url)}")
         lines.append(f"export CLICKHOUSE_PASSWORD={shlex.quote(stack_secret(stack.paths, 'clickhouse'))}")
-    return "\n".join(lines)
+    return "\n".join(lines + external_env(stack))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, text in (("restart", "stop and start one service on its port"),
                        ("kill", "SIGKILL one service, as a crash would")):
         sub.add_parser(name, help=text).add_argument("service")
-    sub.add_parser("env", help="shell exports for psql/redis-cli/curl (includes passwords)")
+    sub.add_parser("env", help="shell exports for psql/redis-cli/curl and --env external (includes passwords)")
     args = parser.parse_args(argv)
 
     stack = Stack()

@@ -1,22 +1,28 @@
 """Client of the auth service: accounts, sessions, refresh, service tokens, admin, throwaway users.
 
-The auth service offers no user deletion. `new_user`'s cleanup ends every session of the user
-(`DELETE /auth/sessions`); the user row stays, under an email made unique by the check's
-namespace plus a random suffix, so leftovers never collide with a later run.
+Throwaway users are deleted with their check, through the API (`DELETE /auth/users/me`, which
+also makes the backend delete everything of theirs), where the platform deletes accounts
+(`expect.auth.user_deletion`); elsewhere their sessions are ended and the user rows stay,
+under emails made unique by the check's namespace plus a random suffix. `new_user` defers the
+deletion to the check it is given; a registration made any other way during a check
+(`register`, `register_raw`: a negative test that succeeded, a step probing a limit) is
+deleted with the running check, so nothing the workbook registers outlives its check.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 
-from workbook.checks import require
+from workbook.checks import require, running
 from workbook.clients import postgres
 from workbook.clients.scope import Check
 from workbook.clients.platform.common import (ApiClient, PlatformError, Tokens, User, expect, new_password,
                                               random_ip, tokens_from, unique_email)
 from workbook.params import Env
+from workbook.polling import PollTimeout, poll
 
 
 class AsyncAuth(ApiClient):
@@ -38,10 +44,19 @@ class AsyncAuth(ApiClient):
 
     # -- accounts -------------------------------------------------------------------------------
 
-    async def register_raw(self, email: str, password: str, ip: str | None = None) -> httpx.Response:
+    async def _register(self, email: str, password: str, ip: str | None) -> httpx.Response:
         return await self.post("/auth/register", json={"email": email, "password": password}, ip=ip)
 
+    async def register_raw(self, email: str, password: str, ip: str | None = None) -> httpx.Response:
+        """POST /auth/register as it comes; a user it creates is deleted with the running check."""
+        resp = await self._register(email, password, ip)
+        if resp.status_code == 201 and self.env.expect.auth.user_deletion and (ck := running()) is not None:
+            body = resp.json()
+            ck.defer(self.delete_user, User(id=body["id"], email=body["email"], password=password, ip=ip or random_ip()))
+        return resp
+
     async def register(self, email: str, password: str, ip: str | None = None) -> User:
+        """A registered user (deleted with the running check, as `register_raw`)."""
         ip = ip or random_ip()
         body = expect(await self.register_raw(email, password, ip), 201, f"register {email}").json()
         return User(id=body["id"], email=body["email"], password=password, ip=ip, role=body["role"])
@@ -83,6 +98,44 @@ class AsyncAuth(ApiClient):
 
     async def me(self, access: str) -> dict[str, Any]:
         return expect(await self.me_raw(access), 200, "GET /auth/me").json()
+
+    # -- deleting accounts ----------------------------------------------------------------------
+
+    async def delete_me_raw(self, access: str, password: str | None = None, ip: str | None = None) -> httpx.Response:
+        """DELETE /auth/users/me: the caller's account (password required where it has one)."""
+        return await self.request("DELETE", "/auth/users/me", token=access, ip=ip,
+                                  json={"password": password} if password is not None else None)
+
+    async def admin_delete_user_raw(self, admin_access: str, user_id: str) -> httpx.Response:
+        return await self.delete(f"/auth/admin/users/{user_id}", token=admin_access)
+
+    async def delete_user(self, user: User) -> None:
+        """Delete `user`'s account through the API, as its owner: with the tokens it has, or after
+        logging in again (waiting out a lockout or rate limit the check left, up to the env's
+        request timeout). A login refused as bad credentials means the account is gone already
+        (or its password is not the one known here): nothing more can be done through the API,
+        and the leftovers sweep names the check if it stayed."""
+        if user.tokens is not None:
+            resp = await self._delete_admitted(user, user.access)
+            if resp.status_code == 202:
+                return
+        login = await self._admitted(lambda: self.login_raw(user.email, user.password, user.ip), user)
+        if login.status_code == 401:
+            return
+        access = expect(login, 200, f"login {user.email} to delete it").json()["access_token"]
+        expect(await self._delete_admitted(user, access), 202, f"delete {user.email}")
+
+    async def _delete_admitted(self, user: User, access: str) -> httpx.Response:
+        return await self._admitted(lambda: self.delete_me_raw(access, user.password, user.ip), user)
+
+    async def _admitted(self, call: Callable[[], Awaitable[httpx.Response]], user: User) -> httpx.Response:
+        """`call`'s answer once it is not a 429 (a lockout or login rate limit still running)."""
+        within = self.env.timeouts.request_s
+        try:
+            return await poll(call, until=lambda r: r.status_code != 429, within_s=within, every_s=0.25,
+                              what=f"auth admitting {user.email} again")
+        except PollTimeout as e:
+            raise PlatformError(f"user {user.email} not deleted: {e}") from None
 
     # -- sessions -------------------------------------------------------------------------------
 
@@ -163,15 +216,16 @@ class AsyncAuth(ApiClient):
     # -- throwaway users ------------------------------------------------------------------------
 
     async def new_user(self, ck: Check, login: bool = True, password: str | None = None) -> User:
-        """Register a user under `ck.ns` (logged in unless login=False); its sessions end with the check.
+        """Register a user under `ck.ns` (logged in unless login=False), deleted with the check
+        (`delete_user`; where the platform deletes no accounts, its sessions are ended instead).
 
-        Cleanup logs in again with the user's current password (update `user.password` if the
-        check changes it outside `change_password`) and revokes every session; if the service
-        refuses that login (e.g. a lockout the check left behind), nothing more can be done
-        through the API and the sessions expire with their TTL.
+        Cleanup uses the user's current password (update `user.password` if the check changes
+        it outside `change_password`).
         """
-        user = await self.register(unique_email(ck.ns), password or new_password())
-        ck.defer(self.end_sessions, user)
+        email, pw, ip = unique_email(ck.ns), password or new_password(), random_ip()
+        body = expect(await self._register(email, pw, ip), 201, f"register {email}").json()
+        user = User(id=body["id"], email=body["email"], password=pw, ip=ip, role=body["role"])
+        ck.defer(self.delete_user if self.env.expect.auth.user_deletion else self.end_sessions, user)
         if login:
             await self.login(user)
         return user

@@ -2,11 +2,16 @@
 provider's consent, the provider's redirect back to auth's callback.
 
     flow = await oidc_flow(wb, platform)
-    body = await flow.login(ck, sub="someone@example.test", ip=ip)   # tokens + user, session ended with the check
+    body = await flow.login(ck, sub="someone@example.test", ip=ip)   # tokens + user, deleted with the check
 
 The consent step posts the stand-in provider's form (standins.oidc: a `sub` logs in,
 `action=deny` refuses); against any other provider `flow.scriptable` is False and `consent`
 skips the calling check, since a real provider's login page cannot be scripted.
+
+A user an OIDC login creates is deleted with the check (`DELETE /auth/users/me`, where the
+platform deletes accounts). It has no password, so auth wants a fresh login for that: the
+callback's own session if it is still live, else a new login at the provider for the same
+subject (the stand-in's subject is the user's email).
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ class OidcFlow:
     def __init__(self, env: Env, auth: AsyncAuth, provider: httpx.AsyncClient, meta: dict[str, Any],
                  scriptable: bool):
         self.env, self.auth, self.provider, self.meta, self.scriptable = env, auth, provider, meta, scriptable
+        # (check, user id) pairs whose deletion is deferred already: a second login of the same
+        # user in one check must not schedule a second deletion.
+        self._deleting: set[tuple[int, str]] = set()
 
     async def aclose(self) -> None:
         await self.provider.aclose()
@@ -53,15 +61,30 @@ class OidcFlow:
         return httpx.URL(expect(resp, 302, "provider consent").headers["location"])
 
     async def callback(self, ck: Check, callback_url: httpx.URL, ip: str | None = None) -> httpx.Response:
-        """auth's callback as the browser calls it; a session it opens is ended with the check."""
+        """auth's callback as the browser calls it; the user it logs in is deleted with the check
+        (where the platform deletes no accounts, the session it opens is ended)."""
         resp = await self.auth.get(str(callback_url), ip=ip)
         if resp.status_code == 200:
-            ck.defer(self._end_sessions, resp.json()["access_token"])
+            body = resp.json()
+            if not self.env.expect.auth.user_deletion:
+                ck.defer(self._end_sessions, body["access_token"])
+            elif (key := (id(ck), body["user"]["id"])) not in self._deleting:
+                self._deleting.add(key)
+                ck.defer(self._delete_user, key, body["access_token"], body["user"]["email"], ip)
         return resp
 
     async def _end_sessions(self, access: str) -> None:
         # Raw: an earlier cleanup of the same user may have ended the sessions already.
         await self.auth.delete("/auth/sessions", token=access)
+
+    async def _delete_user(self, key: tuple[int, str], access: str, sub: str, ip: str | None) -> None:
+        self._deleting.discard(key)
+        if (await self.auth.delete_me_raw(access, ip=ip)).status_code == 202:
+            return
+        # The callback's session ended (the check logged out) or is no longer fresh: log in again.
+        resp = await self.auth.get(str(await self.consent(await self.start(ip), sub)), ip=ip)
+        fresh = expect(resp, 200, f"OIDC login of {sub} to delete it").json()["access_token"]
+        expect(await self.auth.delete_me_raw(fresh, ip=ip), 202, f"delete {sub}")
 
     async def login(self, ck: Check, sub: str, ip: str | None = None) -> dict[str, Any]:
         """The whole flow for `sub`; auth's callback body (tokens, session_id, user)."""
