@@ -35,7 +35,6 @@ log = logging.getLogger("app.backend.deletions")
 
 BATCH = 10
 BLOCK_MS = 1000  # below the Redis client's socket timeout, which would otherwise cut the read
-LOCK_TTL_S = 120
 
 
 class RunsStillGoing(Exception):
@@ -128,9 +127,13 @@ class DeletionConsumer:
         """Stop the user's runs, then delete their data everywhere (RunsStillGoing while runs of
         other instances are still stopping)."""
         c, uid = self.c, event.user_id
-        lock = c.redis.lock(f"deletion:lock:{uid}", timeout=LOCK_TTL_S)
+        # A lease, not a long lock: renewed while this instance works, so an instance that dies
+        # mid-deletion holds the user back no longer than it holds its stream entries.
+        ttl = c.settings.deletion_claim_idle_s
+        lock = c.redis.lock(f"deletion:lock:{uid}", timeout=ttl)
         if not await lock.acquire(blocking=False):
             raise RunsStillGoing(f"another instance is deleting {uid}")
+        renewing = asyncio.create_task(_renew(lock, ttl / 3))
         try:
             held = await user_data.holdings(c.db, uid)
             if held.active_runs:
@@ -142,11 +145,22 @@ class DeletionConsumer:
             await user_data.purge_redis(c.redis, uid, held)
             threads = await user_data.purge_postgres(c.db, uid, event.tombstone)
         finally:
+            renewing.cancel()
             try:
                 await lock.release()
             except (RedisError, OSError):
-                pass  # it expires after LOCK_TTL_S
+                pass  # it expires after deletion_claim_idle_s
         log.info("user %s deleted: %d thread(s), %d run(s)", uid, threads, len(held.runs))
+
+
+async def _renew(lock: Any, every_s: float) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await lock.reacquire()
+        except (RedisError, OSError) as e:
+            log.warning("user deletion lock not renewed (%s): another instance may take the user over", e)
+            return
 
 
 def _entries(reply: Any) -> list[tuple[Any, dict[bytes, bytes]]]:

@@ -19,7 +19,9 @@ import re
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
@@ -133,9 +135,28 @@ def using_now(service: str) -> None:
 
 
 def running() -> check | None:
-    """The check running now, if any (a client that creates something as a side effect hands
-    its removal to it)."""
+    """The check running now, if any."""
     return _ledger.running if _ledger is not None else None
+
+
+# A notebook-wide fixture being made (workbook.context.Workbook.shared), inside whichever check
+# first asked for it: what it creates outlives that check.
+_fixture: ContextVar[Any] = ContextVar("workbook_fixture", default=None)
+
+
+def owner() -> Any:
+    """Who removes what a client creates as a side effect (a user it registered): the shared
+    fixture being made, else the running check, else nobody (None). Has `defer(fn, *args)`."""
+    return _fixture.get() or running()
+
+
+@contextmanager
+def making_fixture(scope: Any) -> Iterator[None]:
+    token = _fixture.set(scope)
+    try:
+        yield
+    finally:
+        _fixture.reset(token)
 
 
 def current() -> Ledger:

@@ -58,7 +58,9 @@ class Workbook:
         """
         if name not in self._shared:
             ns = re.sub(r"[^a-z0-9_]", "_", f"wb_{self.run_id}_{self.notebook}_{name}".lower())[:63]
-            self._shared[name] = await make(NotebookScope(ns, checks.current()))
+            scope = NotebookScope(ns, checks.current())
+            with checks.making_fixture(scope):
+                self._shared[name] = await make(scope)
         return self._shared[name]
 
     @property

@@ -68,7 +68,8 @@ async def restart(env: Env, service: str) -> float:
     try:
         await asyncio.to_thread(_stack(env, f"restarting {service}").restart, service)
         if held is not None:
-            await asyncio.to_thread(wait_settled, env, held.exclusive_now)
+            # What the restart brings back, not what an enclosing block keeps down on purpose.
+            await asyncio.to_thread(wait_settled, env, held.breaks([service]))
     finally:
         if held is not None:
             held.shared_again()

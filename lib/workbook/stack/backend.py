@@ -55,6 +55,9 @@ class BackendService(PlatformService):
             "BACKEND_AUTH_TIMEOUT_S": "1",
             "BACKEND_INSTANCE_ID": self.name,
             "BACKEND_RUN_STEP_DELAY_MS": "20",
+            # A deletion an instance was killed in the middle of is taken over in seconds, so the
+            # leftovers sweep after a run with backend kills sees it finished.
+            "BACKEND_DELETION_CLAIM_IDLE_S": "5",
             "BACKEND_TEST_AGENTS": "true",  # 02's gateway checks start the scripted `probe` agent (off by default)
             "BACKEND_CLICKHOUSE_URL": clickhouse.url,
             "BACKEND_CLICKHOUSE_PASSWORD": stack_secret(paths, "clickhouse"),

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from workbook.checks import require, running
+from workbook.checks import owner, require
 from workbook.clients import postgres
 from workbook.clients.scope import Check
 from workbook.clients.platform.common import (ApiClient, PlatformError, Tokens, User, expect, new_password,
@@ -48,11 +48,12 @@ class AsyncAuth(ApiClient):
         return await self.post("/auth/register", json={"email": email, "password": password}, ip=ip)
 
     async def register_raw(self, email: str, password: str, ip: str | None = None) -> httpx.Response:
-        """POST /auth/register as it comes; a user it creates is deleted with the running check."""
+        """POST /auth/register as it comes; a user it creates is deleted with the running check
+        (or, made for a shared fixture, at the notebook's end)."""
         resp = await self._register(email, password, ip)
-        if resp.status_code == 201 and self.env.expect.auth.user_deletion and (ck := running()) is not None:
+        if resp.status_code == 201 and self.env.expect.auth.user_deletion and (by := owner()) is not None:
             body = resp.json()
-            ck.defer(self.delete_user, User(id=body["id"], email=body["email"], password=password, ip=ip or random_ip()))
+            by.defer(self.delete_user, User(id=body["id"], email=body["email"], password=password, ip=ip or random_ip()))
         return resp
 
     async def register(self, email: str, password: str, ip: str | None = None) -> User:
