@@ -225,11 +225,11 @@ def backend(env: Env, service: str = "backend", url: str | None = None) -> Async
 
 
 def metric(text: str, name: str, **labels: str) -> float:
-    """The value of one sample in a Prometheus text exposition (0 when absent: counters start there)."""
+    """The sum of the samples of `name` whose labels include `labels`, as PromQL's `sum(name{labels})`
+    (0 when none: counters start there). Labels left out are summed over, not picked from: a
+    counter split by agent counts every agent's runs when `agent` is not given."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    return 0.0
+    return sum((float(sample.value) for family in text_string_to_metric_families(text)
+                for sample in family.samples
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())), 0.0)
