@@ -20,15 +20,13 @@ from tests_support import REPO
 from workbook.results import RunResults
 from workbook.stack.manager import Stack
 
-NOTEBOOKS = ("00_preflight", "01_auth", "02_websocket", "03_agents")
+NOTEBOOKS = sorted(p.stem for p in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 # What a check may be skipped for here, each a reason the check gives: the env refuses destructive
 # checks (granting roles writes to auth's database), faults and exclusive holds need the embedded
-# stack, a stack's processes are not ours to inspect, and the browser origin the embedded stack
-# allows is not known of another one. Any other skip is a check that gave up on a stack it should
-# have run against.
+# stack, and a stack's processes are not ours to inspect. Any other skip is a check that gave up
+# on a stack it should have run against.
 SKIP_REASONS = ("refuses destructive checks", "(destructive envs only)",
-                "needs the embedded stack with destructive: true", "is not the embedded stack",
-                "no allowed browser origin is known for this env")
+                "needs the embedded stack with destructive: true", "is not the embedded stack")
 
 
 def exports() -> dict[str, str]:
@@ -60,7 +58,7 @@ def test_every_notebook_is_green_against_a_stack_the_workbook_did_not_start(tmp_
     assert results.env == "external", out
     failed = [(c.id, c.message) for c in results.checks if c.status == "failed"]
     assert done.returncode == 0 and not failed, (failed, out[-4000:])
-    assert sorted(n.name for n in results.notebooks) == list(NOTEBOOKS)
+    assert sorted(n.name for n in results.notebooks) == NOTEBOOKS
     assert all(n.status == "passed" for n in results.notebooks), results.notebooks
     skipped = [c for c in results.checks if c.status == "skipped"]
     assert skipped, "an env with destructive: false skipped nothing: faults ran against a stack it did not start"
