@@ -23,8 +23,8 @@ Each find is named by the checks whose namespace it carries (a user's data by it
 a namespace cut short (an email's local part holds 54 characters) names every check it fits.
 The sweep only reads, on every env. A store the params give no access to (or that refuses the
 login) is skipped, with the reason. Deleting an account finishes in the backend a moment after
-auth answers, so a sweep that finds something looks again, until nothing is left or SETTLE_S
-has passed.
+auth answers, so a sweep that finds something looks again, until nothing is left or nothing
+went for SETTLE_S.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from workbook.results import Leftover, LeftoverReport, StoreSweep
 # Longer than the backend takes to delete a user's data after auth deleted the account (it
 # retries every second while a user's runs are stopping); short enough to end a red run soon.
 SETTLE_S = 30.0
+SETTLE_MAX_FACTOR = 6
 LOOK_AGAIN_S = 0.5
 # Rows read per table: leftovers are counted and named, not exported.
 ROWS_MAX = 10_000
@@ -116,10 +117,18 @@ def sweep(env: Env, scope: RunScope, settle_s: float = SETTLE_S) -> LeftoverRepo
 
 
 async def _settled(env: Env, scope: RunScope, settle_s: float) -> LeftoverReport:
-    deadline = time.monotonic() + settle_s
+    """Look until nothing is left, or nothing went for `settle_s`: deletions queue behind each
+    other (a user's ClickHouse rows wait for the mutations before them), so a backlog that is
+    going down is waited for, up to SETTLE_MAX_FACTOR x settle_s in all."""
+    start = time.monotonic()
+    deadline, fewest = start + settle_s, None
     while True:
         report = await _once(env, scope)
-        if report.total == 0 or time.monotonic() >= deadline:
+        now = time.monotonic()
+        if fewest is not None and report.total < fewest:
+            deadline = min(now + settle_s, start + SETTLE_MAX_FACTOR * settle_s)
+        fewest = report.total if fewest is None else min(fewest, report.total)
+        if report.total == 0 or now >= deadline:
             return report
         await asyncio.sleep(LOOK_AGAIN_S)
 
