@@ -60,7 +60,6 @@ SLOW_TOOL_LIMIT_S = 0.1
 SLOW_WORKLOAD_MODELS = 400_000
 
 # ClickHouse tables the agents read or write, and the column naming whose row it is.
-USER_TABLES = {"workload_events": "user_id", "usage_events": "user_id", "corpus": "owner_id"}
 CORPUS_COLUMNS = ["entry_id", "owner_id", "title", "content", "tags", "created_at"]
 WORKLOAD_COLUMNS = ["user_id", "ts", "workload", "model", "requests", "prompt_tokens", "completion_tokens",
                     "latency_ms"]
@@ -81,21 +80,6 @@ def clickhouse_for(ck: Check, env: Env) -> Client:
     return ch
 
 
-def forget_agent_rows(env: Env, user_id: str) -> None:
-    """Delete `user_id`'s rows from every table the agents use. A DELETE is a mutation in
-    ClickHouse, so it runs only where there is something to delete, and it is applied in the
-    background (nothing reads a throwaway user's rows again; waiting for it would cost every
-    check a mutation's time). A server without that setting ignores it and waits."""
-    ch = _clickhouse(env)
-    try:
-        counts = ch.query(" UNION ALL ".join(f"SELECT '{t}', count() FROM {t} WHERE {c} = {{u:String}}"
-                                             for t, c in USER_TABLES.items()), parameters={"u": user_id}).result_rows
-        for table, n in counts:
-            if n:
-                ch.command(f"DELETE FROM {table} WHERE {USER_TABLES[table]} = {{u:String}}", parameters={"u": user_id},
-                           settings={"lightweight_deletes_sync": 0})
-    finally:
-        ch.close()
 
 
 async def add_workload(ch: Client, user_id: str, rows: Iterable[Mapping[str, Any]]) -> None:
@@ -160,7 +144,7 @@ async def corpus_titles(ch: Client, owner_id: str) -> list[str]:
 def stranger_owner(ck: Check, env: Env) -> str:
     """Another owner's id (owning corpus rows needs no login); its rows go with the check."""
     owner = str(uuid.uuid4())
-    ck.defer(asyncio.to_thread, forget_agent_rows, env, owner)
+    ck.defer(asyncio.to_thread, clickhouse.forget_user_rows, env, owner)
     return owner
 
 
@@ -207,7 +191,7 @@ async def forget_agent_user(auth: AsyncAuth, backend: AsyncBackend, model: Async
             await backend.delete_thread_raw(user.access, thread_id)
         await auth.end_sessions(user)
 
-    await asyncio.gather(as_the_user(), asyncio.to_thread(forget_agent_rows, backend.env, user.id),
+    await asyncio.gather(as_the_user(), asyncio.to_thread(clickhouse.forget_user_rows, backend.env, user.id),
                          *([model.clear(user.id)] if model.standin else []))
 
 

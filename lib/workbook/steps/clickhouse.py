@@ -27,6 +27,7 @@ from clickhouse_connect.driver.client import Client
 from IPython.display import display
 
 from workbook.clients import clickhouse
+from workbook.clients.clickhouse import forget_user_rows
 from workbook.clients.platform import AsyncAuth, AsyncBackend, User
 from workbook.clients.scope import Check
 from workbook.concurrency import gather_bounded
@@ -34,7 +35,6 @@ from workbook.params import Env
 from workbook.paths import project_root
 from workbook.stack.state import Paths
 from workbook.stats import LatencyStats
-from workbook.steps.agents import USER_TABLES
 
 Event = dict[str, Any]
 MODELS = ("gpt-4o", "claude-3-5-sonnet", "llama-3-70b")
@@ -94,26 +94,10 @@ def refusal(ch: Client, sql: str, settings: Mapping[str, Any] | None = None) -> 
 async def events_user(ck: Check, auth: AsyncAuth, env: Env) -> User:
     """A logged-in user whose ClickHouse rows go with the check."""
     user = await auth.new_user(ck)
-    ck.defer(asyncio.to_thread, forget_rows, env, user.id)
+    ck.defer(asyncio.to_thread, forget_user_rows, env, user.id)
     return user
 
 
-def forget_rows(env: Env, user_id: str) -> None:
-    """Delete `user_id`'s rows from the platform's tables without waiting for the mutation:
-    a DELETE on workload_events takes the engine a second or two to apply, which, waited for
-    in every check's cleanup, was most of this notebook's time. The rows are masked once the
-    engine applies it (no later check counts another user's rows), and a mutation applies in
-    order, so a later synchronous one waits for it."""
-    ch = clickhouse.client(env, autogenerate_session_id=False)
-    try:
-        counts = ch.query(" UNION ALL ".join(f"SELECT '{t}', count() FROM {t} WHERE {c} = {{u:String}}"
-                                             for t, c in USER_TABLES.items()), parameters={"u": user_id}).result_rows
-        for table, n in counts:
-            if n:
-                ch.command(f"DELETE FROM {table} WHERE {USER_TABLES[table]} = {{u:String}}", parameters={"u": user_id},
-                           settings={"lightweight_deletes_sync": 0})
-    finally:
-        ch.close()
 
 
 def scratch_database(ck: Check, ch: Client) -> str:
