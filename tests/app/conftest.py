@@ -11,9 +11,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from auth_support import DEPENDENCIES, AuthStack, random_ip
+from auth_support import BACKEND_DEPENDENCIES, DEPENDENCIES, AuthStack, random_ip
 
 from workbook.stack.auth import AuthService
+from workbook.stack.backend import BackendService
 from workbook.stack.llm_standin import LlmStandin
 from workbook.stack.manager import Stack
 from workbook.stack.state import stack_secret
@@ -46,3 +47,19 @@ def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
         yield stack.state().services["llm"].url, stack_secret(stack.paths, "llm")
     finally:
         stack.down()
+
+
+@pytest.fixture(scope="module")
+def stack(auth_stack: AuthStack) -> Stack:
+    """The session's auth stack plus a backend (stopped with the rest at session end)."""
+    stack = Stack(root=auth_stack.stack.paths.root,
+                  services=[*DEPENDENCIES, AuthService(), *BACKEND_DEPENDENCIES, BackendService()])
+    stack.up()
+    return stack
+
+
+@pytest.fixture
+def api(stack: Stack) -> Iterator[httpx.Client]:
+    """A client of the backend in `stack`."""
+    with httpx.Client(base_url=stack.state().services["backend"].url, timeout=30) as c:
+        yield c

@@ -4,30 +4,13 @@ Redis, owner scoping, and the circuit breaker around its calls to auth (auth rea
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import httpx
 import jwt
 import pytest
-from auth_support import BACKEND_DEPENDENCIES, DEPENDENCIES, AuthStack, bearer, register_and_login
+from auth_support import bearer, register_and_login
 
-from workbook.stack.auth import AuthService
-from workbook.stack.backend import BackendService
 from workbook.stack.manager import Stack
-
-
-@pytest.fixture(scope="module")
-def stack(auth_stack: AuthStack) -> Stack:
-    """The session's auth stack plus a backend (stopped with the rest at session end)."""
-    stack = Stack(root=auth_stack.stack.paths.root, services=[*DEPENDENCIES, AuthService(), *BACKEND_DEPENDENCIES, BackendService()])
-    stack.up()
-    return stack
-
-
-@pytest.fixture
-def api(stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.state().services["backend"].url, timeout=30) as c:
-        yield c
 
 
 def test_backend_accepts_auth_tokens_and_ends_them_on_logout(client: httpx.Client, api: httpx.Client) -> None:

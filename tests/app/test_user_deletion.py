@@ -18,33 +18,17 @@ import clickhouse_connect
 import httpx
 import pytest
 import redis as sync_redis
-from auth_support import (BACKEND_DEPENDENCIES, DEPENDENCIES, PASSWORD, AuthStack, backend_env, bearer,
+from auth_support import (PASSWORD, AuthStack, backend_env, bearer,
                           register_and_login, spawn_backend)
 from test_audit_oidc import audit_rows, oidc_login
 
 from app.common.user_deletions import GROUP, STREAM
-from workbook.stack.auth import AuthService
 from workbook.stack.backend import BackendService
 from workbook.stack.manager import Stack
 from workbook.stack.state import stack_secret
 
 COST_REQUEST = "How can I cut the cost of my workload requests over the last 7 days?"
 SETTLE_S = 20.0
-
-
-@pytest.fixture(scope="module")
-def stack(auth_stack: AuthStack) -> Stack:
-    """The session's auth stack plus a backend (stopped with the rest at session end)."""
-    stack = Stack(root=auth_stack.stack.paths.root,
-                  services=[*DEPENDENCIES, AuthService(), *BACKEND_DEPENDENCIES, BackendService()])
-    stack.up()
-    return stack
-
-
-@pytest.fixture
-def api(stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.state().services["backend"].url, timeout=30) as c:
-        yield c
 
 
 def wait_for(probe: Callable[[], Any], until: Callable[[Any], bool], what: str, within_s: float = SETTLE_S) -> Any:
