@@ -62,8 +62,8 @@ def test_kill_then_restart_keeps_the_port(stack: Stack) -> None:
     before = stack.state().services["redis"]
     stack.kill("redis")
     assert not {r.name: r for r in stack.status()}["redis"].running
-    with pytest.raises(StackError, match="services not running: redis"):
-        embedded_endpoints(stack.paths.root)
+    # One service down (another notebook's fault) leaves the endpoints known; none running does not.
+    assert embedded_endpoints(stack.paths.root)["redis"].url == before.url
     after = stack.restart("redis")
     assert after.url == before.url and after.pid != before.pid
     assert {r.name: r for r in stack.status()}["redis"].running

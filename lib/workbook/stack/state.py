@@ -125,10 +125,12 @@ def embedded_endpoints(root: Path | None = None, logins: dict[str, tuple[str, st
     with the password the stack generated under `name`."""
     paths = Paths(root or project_root())
     state = StackState.read(paths)
-    down = [s.name for s in state.services.values() if s.process() is None]
-    if not state.services or down:
-        what = f"services not running: {', '.join(down)}" if down else "it is not running"
-        raise StackError(f"the local stack is needed ({what}): start it with "
+    # Only a stack with nothing running is refused: one service down may be another notebook's
+    # fault (a killed backend, restarted in seconds), which the service locks already make checks
+    # wait for; a notebook set up in that moment must not fail (seen: 06 set up while 03 had its
+    # backend down). A service that stays down fails its checks, and preflight, by name.
+    if not state.services or all(s.process() is None for s in state.services.values()):
+        raise StackError("the local stack is needed (it is not running): start it with "
                          "`python -m workbook.stack up`")
     passwords = json.loads(paths.secrets.read_text()) if paths.secrets.is_file() else {}
     found = {name: Endpoint(svc.url, svc.user, svc.database, passwords.get(name))
