@@ -193,3 +193,43 @@ def test_a_failed_fixture_removal_fails_the_notebook(project: Path) -> None:
 
     with pytest.raises(ChecksFailed, match="removing shared fixtures failed: <lambda>: ZeroDivisionError"):
         asyncio.run(notebook())
+
+
+def test_a_fixture_that_failed_is_not_made_again_and_later_checks_name_the_cause(project: Path) -> None:
+    tries = []
+    path = project / "ledger.json"
+
+    async def make(scope) -> None:
+        tries.append(scope.ns)
+        raise TimeoutError("BACKUP took longer than 30 s")
+
+    async def notebook() -> None:
+        wb = setup("nb", env="local", run_id="r9", ledger_path=str(path))
+        section("s")
+        for name in ("first", "second"):
+            async with check(name):
+                await wb.shared("backup", make)
+
+    asyncio.run(notebook())
+    first, second = NotebookLedger.read(path).checks
+    assert tries == ["wb_r9_nb_backup"]
+    assert "TimeoutError: BACKUP took longer than 30 s" in first.message
+    assert "'backup' could not be made earlier: TimeoutError: BACKUP took longer" in second.message
+
+
+def test_a_fixture_that_skipped_skips_the_later_checks_too(project: Path) -> None:
+    path = project / "ledger.json"
+
+    async def make(scope) -> None:
+        skip("env has no test mailbox")
+
+    async def notebook() -> None:
+        wb = setup("nb", env="local", run_id="r9", ledger_path=str(path))
+        section("s")
+        for name in ("first", "second"):
+            async with check(name):
+                await wb.shared("mailbox", make)
+
+    asyncio.run(notebook())
+    assert [(c.status, c.message) for c in NotebookLedger.read(path).checks] == \
+        [("skipped", "env has no test mailbox")] * 2

@@ -24,3 +24,10 @@ def test_not_ready_an_open_breaker_or_no_subscription_each_named() -> None:
         "events": {"status": "degraded", "subscribed": False, "breaker": "open"}}}
     assert unsettled(broken) == ["status not_ready", "auth breaker open", "events breaker open",
                                  "events not subscribed"]
+
+
+def test_the_model_breaker_open_in_the_dependency_map_is_named() -> None:
+    # The backend reports its model breaker only in `dependencies` (its `checks.llm` is the probe).
+    opened = {**SETTLED, "dependencies": {"llm": {"status": "degraded", "required": False, "breaker": "open"},
+                                          "redis": {"status": "ok", "required": True, "breaker": "closed"}}}
+    assert unsettled(opened) == ["llm breaker open"]

@@ -1,9 +1,16 @@
 """The supply catalog: model prices in PostgreSQL, every change with its history row, reads
-through a Redis cache that every instance shares and every change drops."""
+through a Redis cache that every instance shares and every change drops.
+
+A cold entry read by many requests at once (on every instance) is loaded from PostgreSQL once:
+the first reader takes a short Redis lock (`supply:price:<model>:loading`, SET NX) and fills the
+entry; the others wait for it (up to the lock's life) instead of each querying the database.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Any
@@ -13,9 +20,12 @@ from redis.exceptions import RedisError
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.agents import metrics
 from app.common.tables import supply_models, supply_price_history
 
 MILLION = Decimal(1_000_000)
+LOAD_LOCK_MS = 2000  # a loader that died frees the others after this
+LOAD_POLL_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -56,23 +66,50 @@ class Catalog:
     async def get(self, model: str) -> tuple[Price | None, bool]:
         """The price and whether it came from the cache (a Redis outage reads the database)."""
         try:
-            cached = await self.redis.get(cache_key(model))
+            cached = await self._cached(model)
+            if cached is None:
+                if await self.redis.set(f"{cache_key(model)}:loading", 1, nx=True, px=LOAD_LOCK_MS):
+                    cached = await self._cached(model)  # a loader may have filled it since our read
+                    if cached is not None:
+                        await self.redis.delete(f"{cache_key(model)}:loading")
+                else:
+                    cached = await self._filled_by_other(model)
         except (RedisError, OSError):
             cached = None
-        if cached:
-            data = json.loads(cached)
-            return Price(**{**data, "input_usd_per_mtok": Decimal(data["input_usd_per_mtok"]),
-                            "output_usd_per_mtok": Decimal(data["output_usd_per_mtok"])}), True
+        if cached is not None:
+            return cached, True
+        metrics.price_loads.inc()
         async with self.db.connect() as conn:
             row = (await conn.execute(select(supply_models).where(supply_models.c.model == model))).first()
-        if row is None:
-            return None, False
-        price = _price(row)
+        price = None if row is None else _price(row)
         try:
-            await self.redis.set(cache_key(model), json.dumps(price.public()), ex=self.ttl_s)
+            async with self.redis.pipeline(transaction=True) as p:
+                if price is not None:
+                    p.set(cache_key(model), json.dumps(price.public()), ex=self.ttl_s)
+                p.delete(f"{cache_key(model)}:loading")
+                await p.execute()
         except (RedisError, OSError):
             pass
         return price, False
+
+    async def _cached(self, model: str) -> Price | None:
+        cached = await self.redis.get(cache_key(model))
+        if not cached:
+            return None
+        data = json.loads(cached)
+        return Price(**{**data, "input_usd_per_mtok": Decimal(data["input_usd_per_mtok"]),
+                        "output_usd_per_mtok": Decimal(data["output_usd_per_mtok"])})
+
+    async def _filled_by_other(self, model: str) -> Price | None:
+        """Wait while another reader loads the entry; None if it did not (unknown model, loader died)."""
+        deadline = time.monotonic() + LOAD_LOCK_MS / 1000
+        while time.monotonic() < deadline:
+            if (cached := await self._cached(model)) is not None:
+                return cached
+            if not await self.redis.exists(f"{cache_key(model)}:loading"):
+                return await self._cached(model)
+            await asyncio.sleep(LOAD_POLL_S)
+        return None
 
     async def set_price(self, model: str, input_usd: Decimal, output_usd: Decimal, source: str, by: str,
                         provider: str | None = None, tier: int | None = None) -> tuple[Price, dict[str, Any]]:

@@ -16,7 +16,7 @@ from sqlalchemy import update
 
 from app.agents import metrics
 from app.agents.registry import Agent
-from app.agents.scope import AgentFailure, RunScope, RunTimedOut, StopRequested
+from app.agents.scope import AgentFailure, RunScope, RunTakenOver, RunTimedOut, StopRequested
 from app.common import threads
 from app.common.tables import runs
 
@@ -26,6 +26,14 @@ USAGE_COLUMNS = ["run_id", "seq", "user_id", "agent", "model", "prompt_tokens", 
 
 
 async def execute(scope: RunScope, spec: Agent, data: dict[str, Any]) -> None:
+    try:
+        await _execute(scope, spec, data)
+    except RunTakenOver as e:  # ended elsewhere, whichever step found it (its last one is written there)
+        metrics.runs_taken_over.inc()
+        log.warning("run %s: %s", scope.ctx.run_id, e)
+
+
+async def _execute(scope: RunScope, spec: Agent, data: dict[str, Any]) -> None:
     run_id = uuid.UUID(scope.ctx.run_id)
     agent = spec.name
     try:
@@ -56,6 +64,8 @@ async def execute(scope: RunScope, spec: Agent, data: dict[str, Any]) -> None:
         await _flush_usage(scope)
         await scope.step("agent_error", "supervisor", "supervisor", {"code": "run_timeout", "reason": reason},
                          status="error", final={"status": "failed", "error": reason, "error_code": "run_timeout"})
+    except RunTakenOver:  # not the run's failure: execute() ends it without a word
+        raise
     except asyncio.CancelledError:
         await _abandon(scope, run_id, "interrupted", "the backend instance running it shut down")
         raise

@@ -41,6 +41,15 @@ class ProviderFailure(Exception):
 
 
 @dataclass(frozen=True)
+class Endpoint:
+    """A user's own provider (their provider connection), called instead of the platform's."""
+
+    base_url: str
+    api_key: str = field(repr=False)
+    connection_id: str = ""
+
+
+@dataclass(frozen=True)
 class ToolCall:
     id: str
     name: str
@@ -73,8 +82,11 @@ class LlmClient:
                                 else [])
 
     async def complete(self, messages: list[dict[str, Any]], *, user: str, tools: list[dict[str, Any]] | None = None,
-                       json_output: bool = False, on_delta: Delta | None = None) -> Completion:
-        """One chat completion; streamed when `on_delta` is given (called with each piece of content)."""
+                       json_output: bool = False, on_delta: Delta | None = None,
+                       endpoint: Endpoint | None = None) -> Completion:
+        """One chat completion; streamed when `on_delta` is given (called with each piece of content).
+        With `endpoint` the user's own provider answers; its failures do not count against the
+        platform provider's breaker (one user's bad provider must not stop everyone's runs)."""
         attempts: list[dict[str, Any]] = []
         for model in self.models:
             body: dict[str, Any] = {"model": model, "messages": messages, "user": user}
@@ -87,7 +99,8 @@ class LlmClient:
             for attempt in range(self.settings.llm_retries + 1):
                 t0 = time.perf_counter()
                 try:
-                    done = await self.breaker.call(lambda: self._once(body, on_delta))
+                    done = (await self._once(body, on_delta, endpoint) if endpoint is not None
+                            else await self.breaker.call(lambda: self._once(body, on_delta)))
                     done.attempts = attempts
                     return done
                 except BreakerOpen as e:
@@ -102,9 +115,10 @@ class LlmClient:
                         await asyncio.sleep(max(e.retry_after_s, self.settings.llm_backoff_s * 2 ** attempt))
         raise LlmError("llm_unavailable", f"the model provider failed every attempt ({_tried(attempts)})")
 
-    async def _once(self, body: dict[str, Any], on_delta: Delta | None) -> Completion:
-        headers = {"Authorization": f"Bearer {self.settings.secret('llm_api_key') or ''}"}
-        url = f"{self.base}/chat/completions"
+    async def _once(self, body: dict[str, Any], on_delta: Delta | None, endpoint: Endpoint | None = None) -> Completion:
+        key = endpoint.api_key if endpoint else self.settings.secret("llm_api_key") or ""
+        headers = {"Authorization": f"Bearer {key}"}
+        url = f"{endpoint.base_url.rstrip('/') if endpoint else self.base}/chat/completions"
         try:
             if on_delta is None:
                 resp = await self.http.post(url, json=body, headers=headers, timeout=self.settings.llm_timeout_s)

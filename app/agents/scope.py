@@ -24,16 +24,16 @@ from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.agents import metrics
 from app.agents.catalog import Catalog, money
 from app.agents.context import ExecutionContext, Limits
-from app.agents.llm import Completion, LlmClient, LlmError, ToolCall
+from app.agents.llm import Completion, Endpoint, LlmClient, LlmError, ToolCall
 from app.agents.tools import Tool, ToolFailure, dispatch
 from app.common.clickhouse import ClickHouse
-from app.common.tables import run_steps, runs, usage_records
+from app.common.tables import RUN_ACTIVE, run_steps, runs, usage_records
 from app.common.text import storable
 
 SUMMARY_CHARS = 300
@@ -49,6 +49,12 @@ class AgentFailure(Exception):
 
 class StopRequested(Exception):
     pass
+
+
+class RunTakenOver(Exception):
+    """The run is no longer this process's to write: it was ended elsewhere (the leader failed it
+    when its lease lapsed while this process was starved or paused). Fencing: the step that finds
+    it so writes nothing, and the run ends here without a word."""
 
 
 class RunTimedOut(Exception):
@@ -78,6 +84,11 @@ class EventSink(Protocol):
         """Number the event, run `persist` with it before anyone can receive it, then deliver it."""
 
 
+class EndpointSource(Protocol):
+    async def endpoint_for(self, user_id: str) -> Endpoint | None:
+        """The provider the user's model calls go to, if they connected their own."""
+
+
 @dataclass
 class Services:
     db: AsyncEngine
@@ -87,6 +98,8 @@ class Services:
     catalog: Catalog
     clickhouse: ClickHouse
     agents: Mapping[str, AgentRun]  # by name: what `hand_off` runs
+    # Users' own model providers (the backend's provider connections); none: the platform's for all.
+    endpoints: EndpointSource | None = None
 
 
 @dataclass
@@ -123,6 +136,10 @@ class RunScope:
 
         async def persist(event: dict[str, Any]) -> None:
             async with s.db.begin() as conn:
+                # The row lock orders this step with the sweeper's interrupt of the same run.
+                now = (await conn.execute(select(runs.c.status).where(runs.c.id == run_id).with_for_update())).scalar()
+                if now not in RUN_ACTIVE:
+                    raise RunTakenOver(f"run {run_id} is {now} already: step {seq} ({kind}) not written")
                 await conn.execute(run_steps.insert().values(
                     run_id=run_id, seq=seq, kind=kind, name=name, status=status, event_id=event["event_id"],
                     duration_ms=duration_ms, detail=payload, agent=agent, model=model, prompt_tokens=tokens[0],
@@ -144,6 +161,9 @@ class RunScope:
                 totals["prompt_tokens"], totals["completion_tokens"], totals["cost_usd"])
             self.usage_events.append([self.ctx.run_id, seq, self.ctx.user_id, agent, model, tokens[0], tokens[1],
                                       float(cost), datetime.now(timezone.utc)])
+            metrics.llm_tokens.labels(model, "prompt").inc(tokens[0])
+            metrics.llm_tokens.labels(model, "completion").inc(tokens[1])
+            metrics.llm_cost.labels(model).inc(float(cost))
         if final is not None:
             self.finished = True
             metrics.runs_finished.labels(self.entry, final["status"]).inc()
@@ -175,11 +195,13 @@ class RunScope:
             async def on_delta(piece: str) -> None:
                 await self.step("agent_thinking", agent, "stream", {"delta": piece, "partial": True})
 
+        # Looked up at every call: a connection deleted mid-run is not used for the next call.
+        endpoint = await self.services.endpoints.endpoint_for(self.ctx.user_id) if self.services.endpoints else None
         t0 = time.perf_counter()
         try:
             done = await asyncio.wait_for(
                 self.services.llm.complete(messages, user=self.ctx.user_id, tools=[t.spec() for t in tools or []],
-                                           json_output=json_output, on_delta=on_delta),
+                                           json_output=json_output, on_delta=on_delta, endpoint=endpoint),
                 self.limits.step_timeout_s)
         except TimeoutError:
             raise AgentFailure(agent, "step_timeout", f"the model call took longer than "

@@ -17,6 +17,8 @@ from typing import Any, Generic, TypeVar
 
 from jsonschema import Draft202012Validator
 
+from app.common import tracing
+
 log = logging.getLogger("app.agents.tools")
 # What a handler acts through (the agents' RunScope). A type parameter rather than an import:
 # the scope runs tools through this dispatcher, so this module stays below it.
@@ -73,6 +75,11 @@ async def dispatch(tools: dict[str, Tool[S]], scope: S, name: str, raw: str, tim
     if tool is None:
         raise ToolFailure("unknown_tool", f"no tool named {name!r} (offered: {', '.join(sorted(tools))})")
     args = validate(tool, raw)
+    with tracing.tracer.start_as_current_span(f"tool {name}", attributes={"tool.name": name}):
+        return await _run(tool, scope, name, args, timeout_s)
+
+
+async def _run(tool: Tool[S], scope: S, name: str, args: dict[str, Any], timeout_s: float) -> Any:
     running = asyncio.ensure_future(tool.handler(scope, args))
     try:
         return await asyncio.wait_for(asyncio.shield(running) if tool.undo else running, timeout_s)

@@ -42,8 +42,14 @@ def resets_at(day: date) -> str:
 
 
 async def plan_of(conn: AsyncConnection, settings: BackendSettings, user_id: str) -> str:
-    plan = (await conn.execute(select(user_plans.c.plan).where(user_plans.c.user_id == uuid.UUID(user_id)))).scalar()
-    return plan or settings.default_plan
+    row = (await conn.execute(select(user_plans.c.plan, user_plans.c.pending_plan, user_plans.c.period_end)
+                              .where(user_plans.c.user_id == uuid.UUID(user_id)))).first()
+    if row is None:
+        return settings.default_plan
+    # A downgrade waits for the end of the period that was paid for.
+    if row.pending_plan and row.period_end is not None and row.period_end <= datetime.now(timezone.utc):
+        return str(row.pending_plan)
+    return str(row.plan)
 
 
 async def take_run(conn: AsyncConnection, settings: BackendSettings, user_id: str) -> None:

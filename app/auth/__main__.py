@@ -14,7 +14,7 @@ import argparse
 import asyncio
 from typing import NoReturn
 
-from app.auth import startup
+from app.auth import key_changes, startup
 from app.auth.keys import KeyRing, KeyRingError
 from app.common import cli
 from app.common.cli import EXIT_CONFIG
@@ -101,11 +101,14 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "rotate-key":
         key = KeyRing(settings.key_dir).rotate(settings.key_activation_delay_s)
         print(f"{key.kid} (published now, signs in {settings.key_activation_delay_s:g} s)")
+        asyncio.run(key_changes.announce_once(settings, "rotated", key.kid))
     elif args.command == "retire-key":
         try:
             KeyRing(settings.key_dir).retire(args.kid)
         except KeyRingError as e:
             fail(1, "retire-key failed", [str(e)])
+        if not asyncio.run(key_changes.announce_once(settings, "retired", args.kid)):
+            print(f"{args.kid} retired; backends not told (Redis away): they refuse it within their JWKS TTL")
     elif args.command == "set-role":
         asyncio.run(_set_role(settings, args.email, args.role))
 

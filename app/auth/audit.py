@@ -17,7 +17,7 @@ from app.auth.models import audit_log
 
 EVENTS = ("register", "login_success", "login_failure", "logout", "refresh", "refresh_reuse_detected",
           "role_change", "password_change", "session_revoked", "oidc_login", "service_token", "key_rotated",
-          "key_retired", "user_deleted")
+          "key_retired", "user_deleted", "email_verified", "password_reset_requested", "password_reset")
 _FORBIDDEN = ("password", "token", "secret", "hash")
 
 

@@ -16,6 +16,7 @@ from app.auth.ratelimit import LoginLimiter
 from app.auth.revocation import DenyList
 from app.auth.sessions import SessionStore
 from app.auth.tokens import TokenService
+from app.common.mail import Mailer
 from app.common.redis_client import make_redis
 from app.common.settings import AuthSettings
 
@@ -33,19 +34,23 @@ class Context:
     audit: AuditLog
     http: httpx.AsyncClient
     passwords: Passwords
+    mailer: Mailer
 
     @classmethod
     def build(cls, settings: AuthSettings) -> Context:
         t = settings.dependency_timeout_s
-        redis = make_redis(settings.redis_url, settings.secret("redis_password"), t)
+        redis = make_redis(settings.redis_url, settings.secret("redis_password"), t, name="auth",
+                           sentinels=settings.redis_sentinels, master_name=settings.redis_master_name,
+                           sentinel_password=settings.secret("redis_sentinel_password"),
+                           pool_max=settings.redis_pool_max, pool_timeout_s=settings.redis_pool_timeout_s)
         keys = KeyRing(settings.key_dir)
         return cls(
             settings=settings, db=make_engine(settings), redis=redis, keys=keys,
             tokens=TokenService(keys, settings.issuer, settings.audience, settings.token_leeway_s),
             sessions=SessionStore(redis, settings.refresh_ttl_s, settings.session_max),
-            deny=DenyList(redis), limiter=LoginLimiter(redis, settings),
+            deny=DenyList(redis, replicas=1 if settings.redis_sentinels else 0), limiter=LoginLimiter(redis),
             audit=AuditLog(make_audit_engine(settings)), http=httpx.AsyncClient(timeout=t),
-            passwords=Passwords.of(settings),
+            passwords=Passwords.of(settings), mailer=Mailer(settings, t),
         )
 
     async def close(self) -> None:

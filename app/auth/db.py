@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from app.common import pool
 from app.common.settings import AuthSettings
 
 # Local runs without a configured audit password use this; startup validation refuses it
@@ -25,11 +26,12 @@ def audit_password(settings: AuthSettings) -> str:
 
 
 def make_engine(settings: AuthSettings) -> AsyncEngine:
-    return create_async_engine(database_url(settings), pool_size=10, max_overflow=20, pool_pre_ping=True,
-                               connect_args={"timeout": settings.dependency_timeout_s})
+    return pool.make_engine(database_url(settings), "auth", settings.db_pool_size, settings.db_max_overflow,
+                            settings.db_pool_timeout_s, settings.dependency_timeout_s)
 
 
 def make_audit_engine(settings: AuthSettings) -> AsyncEngine:
     url = database_url(settings, settings.audit_db_user, audit_password(settings))
     return create_async_engine(url, pool_size=5, pool_pre_ping=True,
-                               connect_args={"timeout": settings.dependency_timeout_s})
+                               connect_args={"timeout": settings.dependency_timeout_s,
+                                             "server_settings": {"application_name": "auth:audit"}})

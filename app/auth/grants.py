@@ -28,7 +28,9 @@ class TokenPair:
 
 async def issue_pair(ctx: Context, conn: AsyncConnection, user: User, sid: uuid.UUID) -> TokenPair:
     s = ctx.settings
-    claims = {"role": user.role, "permissions": permissions(user.role), "sid": str(sid)}
+    # email_verified: the backend limits what an unverified account may do (teams, checkout, providers).
+    claims = {"role": user.role, "permissions": permissions(user.role), "sid": str(sid),
+              "email_verified": user.email_verified}
     access = ctx.tokens.issue(str(user.id), "access", s.access_ttl_s, **claims)
     refresh_tok = ctx.tokens.issue(str(user.id), "refresh", s.refresh_ttl_s, **claims)
     await refresh.record(conn, refresh_tok.claims["jti"], sid, refresh_tok.claims["exp"])
@@ -48,4 +50,6 @@ async def open_session(ctx: Context, conn: AsyncConnection, user: User, ip: str,
 
 async def close_session(ctx: Context, conn: AsyncConnection, user_id: str, sid: str, reason: str) -> bool:
     await refresh.revoke_family(conn, uuid.UUID(sid), reason)
-    return await ctx.sessions.delete(user_id, sid)
+    deleted = await ctx.sessions.delete(user_id, sid)
+    await ctx.deny.replicated()  # an ended session must not come back with a failover
+    return deleted

@@ -15,6 +15,19 @@ users = Table(
     Column("role", String(16), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("password_changed_at", DateTime(timezone=True)),
+    Column("email_verified_at", DateTime(timezone=True)),
+    Column("display_name", Text),
+)
+
+# Verification and password-reset links: only the token's SHA-256 is kept.
+email_tokens = Table(
+    "email_tokens", metadata,
+    Column("token_hash", Text, primary_key=True),
+    Column("user_id", UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("purpose", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True)),
 )
 
 refresh_families = Table(

@@ -1,7 +1,9 @@
 """Login rate limits (per email, per client IP) and lockout after repeated failures, in Redis.
 
-Limits are fixed windows: the first attempt of a window sets the key's TTL, so every key
-expires on its own. A lockout is a key with its own TTL; a success clears the failure count.
+Both are windows of the platform's one counter (app.common.ratelimit): attempts per window, and
+failures within `lockout_s` of the first. A lockout is a key with its own TTL; a success clears
+the failure count. Each call is given the settings in force, so a hot reload of the limits
+(app.common.live_config) takes effect on the next attempt.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from app.common.ratelimit import FixedWindow
 from app.common.settings import AuthSettings
 
 
@@ -27,38 +30,28 @@ def email_key(email: str) -> str:
 
 
 class LoginLimiter:
-    def __init__(self, redis: Redis, settings: AuthSettings):
+    def __init__(self, redis: Redis):
         self.redis = redis
-        self.s = settings
+        self.window = FixedWindow(redis)
 
-    async def admit(self, email: str, ip: str) -> Refusal | None:
+    async def admit(self, s: AuthSettings, email: str, ip: str) -> Refusal | None:
         """Count one login attempt; say why it must be refused, if it must."""
         ek = email_key(email)
         lock_ttl = await self.redis.ttl(f"auth:lockout:{ek}")
         if lock_ttl > 0:
             return Refusal("locked_out", "email", lock_ttl)
-        for scope, ident, limit in (("email", ek, self.s.login_rate_email), ("ip", ip, self.s.login_rate_ip)):
-            key = f"auth:rl:{scope}:{ident}"
-            async with self.redis.pipeline(transaction=True) as p:
-                # SET NX starts the window with its TTL; INCR keeps that TTL (Redis 6 has no EXPIRE NX).
-                p.set(key, 0, ex=self.s.login_rate_window_s, nx=True)
-                p.incr(key)
-                p.ttl(key)
-                _, count, ttl = await p.execute()
-            if count > limit:
-                return Refusal("rate_limited", scope, max(int(ttl), 1))
+        for scope, ident, limit in (("email", ek, s.login_rate_email), ("ip", ip, s.login_rate_ip)):
+            w = await self.window.hit(f"auth:rl:{scope}:{ident}", s.login_rate_window_s)
+            if w.count > limit:
+                return Refusal("rate_limited", scope, w.left_s)
         return None
 
-    async def failed(self, email: str) -> None:
+    async def failed(self, s: AuthSettings, email: str) -> None:
         ek = email_key(email)
         key = f"auth:failures:{ek}"
-        async with self.redis.pipeline(transaction=True) as p:
-            p.incr(key)
-            p.expire(key, self.s.lockout_s)
-            count, _ = await p.execute()
-        if count >= self.s.lockout_threshold:
+        if (await self.window.hit(key, s.lockout_s)).count >= s.lockout_threshold:
             async with self.redis.pipeline(transaction=True) as p:
-                p.set(f"auth:lockout:{ek}", 1, ex=self.s.lockout_s)
+                p.set(f"auth:lockout:{ek}", 1, ex=s.lockout_s)
                 p.delete(key)
                 await p.execute()
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hmac
+import time
+
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -20,6 +23,18 @@ async def seed(conn: AsyncConnection, settings: AuthSettings, passwords: Passwor
         values = {"secret_hash": passwords.hash(secret), "scopes": client.scopes}
         await conn.execute(insert(service_clients).values(id=cid, **values)
                            .on_conflict_do_update(index_elements=["id"], set_=values))
+
+
+def previous_secret_scopes(settings: AuthSettings, client_id: str, secret: str) -> list[str] | None:
+    """The client's scopes if `secret` is its previous secret and the rotation window is still open."""
+    client = settings.service_clients.get(client_id)
+    if client is None or client.previous_secret is None or client.previous_valid_until is None:
+        return None
+    if time.time() >= client.previous_valid_until:
+        return None
+    if not hmac.compare_digest(client.previous_secret.get_secret_value().encode(), secret.encode()):
+        return None
+    return list(client.scopes)
 
 
 async def authenticate(conn: AsyncConnection, passwords: Passwords, client_id: str, secret: str) -> list[str] | None:

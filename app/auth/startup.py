@@ -8,6 +8,7 @@ from __future__ import annotations
 import stat
 
 from app.auth.keys import KeyRing, KeyRingError
+from app.common import environment
 from app.common.settings import AuthSettings
 from app.common.validation import check_secret as _secret, url_password
 
@@ -31,9 +32,9 @@ def key_problems(settings: AuthSettings) -> list[str]:
 
 def problems(settings: AuthSettings) -> list[str]:
     """What stops this configuration from running in its environment (nothing, in local)."""
+    found: list[str] = environment.problems(settings)  # in every env, local included
     if settings.is_local:
-        return []
-    found: list[str] = []
+        return found
     if settings.generate_keys:
         found.append("AUTH_GENERATE_KEYS is a dev-only switch (provision keys and set it false)")
     if not settings.generate_keys:

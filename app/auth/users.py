@@ -23,10 +23,13 @@ class User:
     email: str
     role: str
     password_hash: str | None
+    email_verified: bool = False
+    display_name: str | None = None
 
 
 def _user(row: object) -> User:
-    return User(row.id, row.email, row.role, row.password_hash)  # type: ignore[attr-defined]
+    return User(row.id, row.email, row.role, row.password_hash,  # type: ignore[attr-defined]
+                row.email_verified_at is not None, row.display_name)  # type: ignore[attr-defined]
 
 
 async def create(conn: AsyncConnection, email: str, password_hash: str | None, role: str) -> User:
@@ -70,3 +73,12 @@ async def delete(conn: AsyncConnection, user_id: uuid.UUID) -> bool:
     cascade). Audit rows stay: they have no FK, and the log is append-only."""
     result = await conn.execute(sql_delete(users).where(users.c.id == user_id))
     return result.rowcount == 1
+
+
+async def mark_verified(conn: AsyncConnection, user_id: uuid.UUID) -> None:
+    await conn.execute(update(users).where(users.c.id == user_id, users.c.email_verified_at.is_(None))
+                       .values(email_verified_at=func.now()))
+
+
+async def set_display_name(conn: AsyncConnection, user_id: uuid.UUID, name: str) -> None:
+    await conn.execute(update(users).where(users.c.id == user_id).values(display_name=name))

@@ -1,7 +1,8 @@
 """Everything the backend asks the auth service, each call through one circuit breaker.
 
-- JWKS: cached; refreshed after `jwks_ttl_s`, or early when a token names an unknown kid
-  (at most once per `jwks_min_refresh_s`). While auth is unreachable the cached keys keep
+- JWKS: cached; refreshed after `jwks_ttl_s`, when auth announces a key change
+  (app.backend.key_changes), or early when a token names an unknown kid (at most once per
+  `jwks_min_refresh_s`). While auth is unreachable the cached keys keep
   verifying, so logged-in users carry on; only a kid the cache has never seen needs auth.
 - A service token for the backend's own client credentials, cached until shortly before it
   expires, used to introspect user tokens for actions that must be checked online.
@@ -36,6 +37,8 @@ class AuthClient:
         self.breaker = breaker
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at: float | None = None
+        self._stale = False  # auth announced a key change since the last fetch began
+        self._changes = 0
         self._refresh_lock = asyncio.Lock()
         self._service_token: tuple[str, float] | None = None
 
@@ -66,6 +69,7 @@ class AuthClient:
         return sorted(self._keys)
 
     async def refresh_jwks(self) -> None:
+        changes = self._changes
         resp = await self._request("GET", "/.well-known/jwks.json")
         if resp.status_code != 200:
             raise auth_unavailable(f"JWKS answered {resp.status_code}")
@@ -73,17 +77,25 @@ class AuthClient:
         for jwk in resp.json().get("keys", []):
             if isinstance(jwk.get("kid"), str) and jwk.get("kty") == "EC":
                 keys[jwk["kid"]] = jwt.PyJWK(jwk, algorithm="ES256")
-        self._keys, self._fetched_at = keys, time.monotonic()
+        # A change announced while this fetch was on its way may not be in what auth sent.
+        self._keys, self._fetched_at, self._stale = keys, time.monotonic(), changes != self._changes
+
+    def forget_jwks(self, retired: str | None = None) -> None:
+        """The next verification refetches the JWKS; a `retired` kid stops verifying now, even
+        while auth cannot be reached (the other cached keys keep verifying then)."""
+        self._stale, self._changes = True, self._changes + 1
+        if retired is not None:
+            self._keys.pop(retired, None)
 
     async def key(self, kid: str) -> jwt.PyJWK | None:
         """The verifying key for `kid`, or None when auth does not publish it (any more)."""
         age = self.jwks_age_s
-        stale = age is None or age > self.s.jwks_ttl_s
+        stale = self._stale or age is None or age > self.s.jwks_ttl_s
         unknown = kid not in self._keys and (age is None or age >= self.s.jwks_min_refresh_s)
         if stale or unknown:
             async with self._refresh_lock:
                 age = self.jwks_age_s  # another request may have refreshed while this one waited
-                if age is None or age > self.s.jwks_ttl_s or (kid not in self._keys
+                if self._stale or age is None or age > self.s.jwks_ttl_s or (kid not in self._keys
                                                                and age >= self.s.jwks_min_refresh_s):
                     try:
                         await self.refresh_jwks()

@@ -13,14 +13,18 @@ from app.agents.catalog import Catalog
 from app.agents.llm import LlmClient, ProviderFailure
 from app.agents.registry import Registry, registry
 from app.agents.scope import Services
+from app.backend import metrics
 from app.backend.auth_client import AuthClient
 from app.backend.db import make_engine
 from app.backend.events import EventBus
+from app.backend.providers import Providers
 from app.backend.runs import Runner
 from app.backend.tokens import TokenVerifier
 from app.backend.ws.hub import Hub
+from app.common import pool
 from app.common.breaker import CircuitBreaker, PeerFailure
 from app.common.clickhouse import ClickHouse, Login
+from app.common.mail import Mailer
 from app.common.redis_client import make_redis
 from app.common.settings import BackendSettings
 
@@ -41,11 +45,16 @@ class Context:
     llm: LlmClient
     catalog: Catalog
     clickhouse: ClickHouse
+    providers: Providers
+    mailer: Mailer
 
     @classmethod
     def build(cls, settings: BackendSettings) -> Context:
         t = settings.dependency_timeout_s
-        redis = make_redis(settings.redis_url, settings.secret("redis_password"), t)
+        redis = make_redis(settings.redis_url, settings.secret("redis_password"), t, name=settings.instance_id,
+                           sentinels=settings.redis_sentinels, master_name=settings.redis_master_name,
+                           sentinel_password=settings.secret("redis_sentinel_password"),
+                           pool_max=settings.redis_pool_max, pool_timeout_s=settings.redis_pool_timeout_s)
         http = httpx.AsyncClient()
         breaker = CircuitBreaker("auth", settings.breaker_failure_threshold, settings.breaker_reset_s,
                                  counted=(PeerFailure, httpx.TransportError, OSError, TimeoutError))
@@ -56,6 +65,8 @@ class Context:
         llm_breaker = CircuitBreaker("llm", settings.llm_breaker_failure_threshold, settings.llm_breaker_reset_s,
                                      counted=(ProviderFailure,))
         db = make_engine(settings)
+        for name, gauge in metrics.db_pool.items():
+            gauge.set_function(lambda name=name: pool.stats(db)[name])
         hub = Hub(redis)
         bus = EventBus(redis, hub, events_breaker, settings.ws_replay_len, settings.instance_id)
         llm = LlmClient(settings, http, llm_breaker)
@@ -67,12 +78,19 @@ class Context:
             reader=Login(settings.clickhouse_reader_user, settings.secret("clickhouse_reader_password")),
             retention_days=settings.workload_retention_days, manage_users=settings.clickhouse_manage_users)
         agents = registry(settings.test_agents)
+        providers = Providers(db, http, settings)
         runner = Runner(settings, agents, Services(db=db, redis=redis, bus=bus, llm=llm, catalog=catalog,
-                                                   clickhouse=clickhouse, agents=agents.runs()))
+                                                   clickhouse=clickhouse, agents=agents.runs(), endpoints=providers))
         return cls(settings=settings, db=db, redis=redis, http=http,
                    breakers={"auth": breaker, "redis": events_breaker, "llm": llm_breaker}, auth=auth,
                    verifier=TokenVerifier(auth, redis, settings.issuer, settings.audience, settings.token_leeway_s), hub=hub, bus=bus,
-                   runner=runner, agents=agents, llm=llm, catalog=catalog, clickhouse=clickhouse)
+                   runner=runner, agents=agents, llm=llm, catalog=catalog, clickhouse=clickhouse,
+                   providers=providers, mailer=Mailer(settings, t))
+
+    def reload(self, settings: BackendSettings) -> None:
+        """Settings changed by a hot reload (app.common.live_config): in force for whatever reads
+        them per request, and for the runner's quotas."""
+        self.settings = self.runner.settings = settings
 
     async def close(self) -> None:
         await self.runner.stop_all()

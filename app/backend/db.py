@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.common import pool
 from app.common.settings import BackendSettings
 
 
@@ -12,5 +13,6 @@ def make_engine(settings: BackendSettings) -> AsyncEngine:
     url = make_url(settings.database_url).set(drivername="postgresql+asyncpg")
     if password := settings.secret("database_password"):
         url = url.set(password=password)
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True,
-                               connect_args={"timeout": settings.dependency_timeout_s})
+    # The instance id in application_name tells the two backends' connections apart.
+    return pool.make_engine(url, f"backend:{settings.instance_id}", settings.db_pool_size, settings.db_max_overflow,
+                            settings.db_pool_timeout_s, settings.dependency_timeout_s)

@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from app.backend.context import Context
 from app.backend.tokens import Principal
 from app.common.bearer import bearer_token
+from app.common.pool import acting_as
 from app.common.errors import ApiError
 
 
@@ -26,6 +27,7 @@ def require_permission(permission: str) -> Callable[..., Awaitable[Principal]]:
         who = await c.verifier.verify(bearer(request), "access")
         if permission not in who.permissions:
             raise ApiError(403, "forbidden", f"requires permission {permission!r} (role {who.role!r} lacks it)")
+        acting_as.set(who.sub)  # the audit triggers name this user as the actor of the request's changes
         return who
 
     return check

@@ -26,6 +26,7 @@ import redis.exceptions
 from redis.asyncio import Redis
 
 from app.backend import metrics
+from app.common import tracing
 from app.backend.ws.envelope import envelope
 from app.backend.ws.hub import BROADCAST, Hub, user_channel
 from app.common.breaker import BreakerOpen, CircuitBreaker
@@ -44,6 +45,11 @@ def lock_key(thread_id: str) -> str:
 
 def replay_key(thread_id: str) -> str:
     return f"ws:thread_replay:{thread_id}"
+
+
+def audience_key(thread_id: str) -> str:
+    """Who besides the owner hears a (team) thread; written by app.backend.teams."""
+    return f"team:audience:{thread_id}"
 
 
 def seq_key(thread_id: str) -> str:
@@ -65,7 +71,9 @@ class EventBus:
         `persist` runs with the numbered event before anyone can receive it, so a client that
         sees an event and asks the API finds what the event announced already stored.
         """
-        payload = {**payload, "instance_id": self.instance_id}
+        # The trace the event belongs to (the request, or the run it started): a client's event and
+        # the platform's spans can be joined on it.
+        payload = {**payload, "instance_id": self.instance_id, **tracing.current_ids()}
         # One event of a thread at a time: here (an asyncio lock) and across instances (a short
         # Redis lock), so numbering, keeping and publishing happen in the same order everywhere.
         async with self._locks[thread_id]:
@@ -113,10 +121,13 @@ class EventBus:
     async def _publish(self, owner_id: str, thread_id: str, event: dict[str, Any]) -> None:
         data = json.dumps(event)
         key = replay_key(thread_id)
+        # A team thread's events go to every member (app.backend.teams keeps the set), the owner included.
+        audience = {m.decode() if isinstance(m, bytes) else m for m in await self.redis.smembers(audience_key(thread_id))}
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zadd(key, {data: event["event_id"]})
             pipe.zremrangebyrank(key, 0, -self.replay_len - 1)
-            pipe.publish(user_channel(owner_id), data)
+            for user in sorted(audience | {owner_id}):
+                pipe.publish(user_channel(user), data)
             await pipe.execute()
 
     async def broadcast(self, type_: str, payload: dict[str, Any]) -> dict[str, Any]:

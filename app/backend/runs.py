@@ -31,14 +31,15 @@ from app.agents.registry import Registry
 from app.agents.scope import RunScope, Services, input_key, stop_key
 from app.agents.usage import take_run
 from app.agents.workers.probe import MAX_STEP_DELAY_MS, MAX_STEPS
+from app.backend.leader import Leader
 from app.backend.tokens import Principal
 from app.common import threads
 from app.common.settings import BackendSettings
-from app.common.tables import messages, run_steps, runs, usage_records
+from app.common.tables import RUN_ACTIVE, messages, run_steps, runs, usage_records
 from app.common.text import StorableStr
 
 log = logging.getLogger("app.backend.runs")
-ACTIVE = ("queued", "running", "awaiting_input")
+ACTIVE = RUN_ACTIVE
 
 
 class RunRequest(BaseModel):
@@ -97,6 +98,7 @@ class Runner:
         self.instance_id = settings.instance_id
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self._background: list[asyncio.Task[None]] = []
+        self.leader: Leader | None = None
         self._redis_failed_at = time.monotonic()
 
     # -- starting -------------------------------------------------------------------------------
@@ -181,7 +183,9 @@ class Runner:
     # -- leases, recovery -----------------------------------------------------------------------
 
     def start_background(self) -> None:
-        self._background = [asyncio.create_task(self._keep_leases()), asyncio.create_task(self._sweep())]
+        # The sweeper runs on the leader only (app.backend.leader); leases are kept everywhere.
+        self.leader = Leader(self.services.redis, self.instance_id, self.settings.leader_lease_s, self.sweep)
+        self._background = [asyncio.create_task(self._keep_leases()), asyncio.create_task(self.leader.run())]
 
     async def recover(self) -> int:
         """Runs this instance owned before it (re)started cannot be going on: fail them now."""
@@ -209,25 +213,24 @@ class Runner:
             except (RedisError, OSError):
                 self._redis_failed_at = time.monotonic()
 
-    async def _sweep(self) -> None:
+    async def sweep(self) -> None:
+        """Fail the runs whose lease lapsed (their instance died); the leader's job."""
         lease = self.settings.run_lease_s
-        while True:
-            await asyncio.sleep(lease / 2)
-            # Leases could not be renewed while Redis was away: judge none until it has been back a full lease.
-            if time.monotonic() - self._redis_failed_at < lease:
-                continue
-            try:
-                async with self.services.db.connect() as conn:
-                    ids = [str(r.id) for r in await conn.execute(select(runs.c.id).where(
-                        runs.c.status.in_(ACTIVE),
-                        runs.c.created_at < datetime.now(timezone.utc) - timedelta(seconds=lease)))]
-                for run_id in ids:
-                    if run_id not in self.tasks and not await self.services.redis.exists(lease_key(run_id)):
-                        await self._interrupt(run_id, "the backend instance running it stopped (its lease lapsed)")
-            except (RedisError, OSError):
-                self._redis_failed_at = time.monotonic()
-            except Exception:
-                log.exception("sweeping abandoned runs failed")
+        # Leases could not be renewed while Redis was away: judge none until it has been back a full lease.
+        if time.monotonic() - self._redis_failed_at < lease:
+            return
+        try:
+            async with self.services.db.connect() as conn:
+                ids = [str(r.id) for r in await conn.execute(select(runs.c.id).where(
+                    runs.c.status.in_(ACTIVE),
+                    runs.c.created_at < datetime.now(timezone.utc) - timedelta(seconds=lease)))]
+            for run_id in ids:
+                if run_id not in self.tasks and not await self.services.redis.exists(lease_key(run_id)):
+                    await self._interrupt(run_id, "the backend instance running it stopped (its lease lapsed)")
+        except (RedisError, OSError):
+            self._redis_failed_at = time.monotonic()
+        except Exception:
+            log.exception("sweeping abandoned runs failed")
 
     async def _interrupt(self, run_id: str, reason: str) -> None:
         """Fail an abandoned run with a last `agent_error` step, unless another instance got there first."""

@@ -3,14 +3,15 @@ each problem named by its setting."""
 
 from __future__ import annotations
 
+from app.common import environment
 from app.common.settings import BackendSettings
 from app.common.validation import check_secret, url_password
 
 
 def problems(settings: BackendSettings) -> list[str]:
+    found: list[str] = environment.problems(settings)  # in every env, local included
     if settings.is_local:
-        return []
-    found: list[str] = []
+        return found
     # Staging may run them (the gateway checks run there too); production users must never see them.
     if settings.test_agents and settings.env == "production":
         found.append("BACKEND_TEST_AGENTS must be off in production (the probe agent reports scripted results)")

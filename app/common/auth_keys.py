@@ -10,3 +10,8 @@ def denied(jti: str) -> str:
 
 def session(sid: str) -> str:
     return f"auth:session:{sid}"
+
+
+# Auth announces each signing-key change here ({"change": "rotated"|"retired", "kid": ...}); every
+# backend drops its cached JWKS at once instead of serving a retired key until the cache expires.
+SIGNING_KEYS_CHANNEL = "auth:signing_keys"

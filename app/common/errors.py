@@ -44,6 +44,16 @@ def _dependency(exc: Exception, http_dependency: str) -> str:
     return "postgres"
 
 
+# SQLSTATE classes of a session the server ended: 08 connection exception, 57P01-57P03 admin
+# shutdown, crash shutdown, cannot connect now.
+LOST_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+
+
+def _connection_lost(exc: sqlalchemy.exc.DBAPIError) -> bool:
+    code = getattr(exc.orig, "sqlstate", None) or getattr(getattr(exc.orig, "__cause__", None), "sqlstate", None)
+    return isinstance(code, str) and code.startswith(LOST_SQLSTATES)
+
+
 def install(app: FastAPI, http_dependency: str) -> None:
     """`http_dependency` names the service behind the app's outgoing HTTP calls in 503 answers."""
     @app.exception_handler(ApiError)
@@ -68,8 +78,20 @@ def install(app: FastAPI, http_dependency: str) -> None:
     async def unavailable(request: Request, exc: Exception) -> JSONResponse:
         name = _dependency(exc, http_dependency)
         log.warning("dependency %s unavailable: %s", name, type(exc).__name__)
-        return JSONResponse(body(request, "dependency_unavailable", f"{name} is unavailable", dependency=name),
-                            503, headers={"Retry-After": "5"})
+        if isinstance(exc, sqlalchemy.exc.TimeoutError):
+            # The server is fine, this process has no connection free: worth retrying soon.
+            return JSONResponse(body(request, "dependency_unavailable", "postgres connection pool exhausted",
+                                     dependency=name, reason="pool_exhausted"), 503, headers={"Retry-After": "1"})
+        return JSONResponse(body(request, "dependency_unavailable", f"{name} is unavailable", dependency=name,
+                                 reason="unreachable"), 503, headers={"Retry-After": "5"})
+
+    @app.exception_handler(sqlalchemy.exc.DBAPIError)
+    async def database_error(request: Request, exc: sqlalchemy.exc.DBAPIError) -> JSONResponse:
+        # A connection the server dropped mid-request (a restart, an admin's terminate) is the
+        # database being away, not a bug; the pool has already discarded that connection.
+        if exc.connection_invalidated or _connection_lost(exc):
+            return await unavailable(request, exc)
+        return await bug(request, exc)
 
     for kind in (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, httpx.TransportError,
                  sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.TimeoutError,

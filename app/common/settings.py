@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, JsonConfigSettingsSource, SettingsConfigDict
 
 Environment = Literal["local", "docker", "staging", "production"]
 
@@ -21,6 +21,28 @@ Environment = Literal["local", "docker", "staging", "production"]
 class ServiceClient(BaseModel):
     secret: SecretStr
     scopes: list[str] = []
+    # Rotation without downtime: the secret being replaced stays accepted until this epoch second,
+    # so callers move to the new one within the window; after it only `secret` works.
+    previous_secret: SecretStr | None = None
+    previous_valid_until: float | None = None
+
+
+# Secrets every service has (tracing's ClickHouse login), besides each class's own.
+COMMON_SECRET_FIELDS = ("otel_clickhouse_password",)
+# Settings that take effect without a restart (app.common.live_config): rate limits (the
+# gateway's, auth's login limits and lockout), the plans' run quotas, feature flags, the log level. Everything else is
+# read once at start and needs a restart to change.
+RELOADABLE = ("log_level", "feature_flags", "ws_rate_per_s", "ws_rate_burst", "login_rate_email", "login_rate_ip",
+              "login_rate_window_s", "lockout_threshold", "lockout_s", "plan_runs_per_day")
+# Reloadable maps whose keys rows in the database name (a user's plan): a reload changes their
+# values (the quotas), never which keys there are.
+RELOAD_SAME_KEYS = ("plan_runs_per_day",)
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+def config_file_path(prefix: str) -> Path | None:
+    path = os.environ.get(f"{prefix}CONFIG_FILE")
+    return Path(path) if path else None
 
 
 class _ServiceSettings(BaseSettings):
@@ -28,17 +50,52 @@ class _ServiceSettings(BaseSettings):
 
     env: Environment = "local"
     version: str = "0.1.0"
+    # The PostgreSQL pool (app.common.pool): past size + overflow a request waits at most
+    # db_pool_timeout_s for a connection, then answers 503 with Retry-After instead of hanging.
+    db_pool_size: int = Field(10, ge=1)
+    db_max_overflow: int = Field(20, ge=0)
+    db_pool_timeout_s: float = Field(5.0, gt=0)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: Any, env_settings: Any,
+                                   dotenv_settings: Any, file_secret_settings: Any) -> tuple[Any, ...]:
+        # defaults < `<PREFIX>CONFIG_FILE` (JSON) < environment < `<PREFIX><NAME>_FILE` (secrets, below)
+        path = config_file_path(str(settings_cls.model_config.get("env_prefix", "")))
+        sources: tuple[Any, ...] = (init_settings, env_settings)
+        if path is not None:
+            sources += (JsonConfigSettingsSource(settings_cls, json_file=path),)
+        return sources
 
     @model_validator(mode="before")
     @classmethod
     def _secret_files(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        for name in cls.secret_fields:
+        for name in cls.secret_fields + COMMON_SECRET_FIELDS:
             path = os.environ.get(f"{cls.model_config['env_prefix']}{name.upper()}_FILE")
-            if path and not data.get(name):
+            if path:
                 data[name] = Path(path).read_text().strip()
         return data
+
+    # Where this service's spans go: `clickhouse` writes them into `otel_traces` (the OpenTelemetry
+    # Collector's ClickHouse-exporter schema) at `otel_endpoint`, `otlp` sends them to a Collector
+    # (OTLP/HTTP) there, `none` records none.
+    otel_exporter: Literal["none", "clickhouse", "otlp"] = "none"
+    otel_endpoint: str | None = None
+    otel_clickhouse_user: str = "default"
+    otel_clickhouse_password: SecretStr | None = None
+    otel_clickhouse_database: str = "default"
+    # Spans are exported in batches this often, off the request path.
+    otel_batch_delay_ms: int = Field(500, gt=0)
+    log_level: LogLevel = "INFO"
+    # Named switches the platform reads at call time (hot-reloadable).
+    feature_flags: dict[str, bool] = {}
+    # Debug aids (stack traces in errors, API docs); production refuses to start with it on.
+    debug: bool = False
+    # Host labels that name an environment: a dependency URL whose host carries another env's
+    # label is refused at start (a staging DSN in a local service).
+    env_host_labels: dict[str, list[str]] = {"staging": ["staging", "stg"], "production": ["prod", "production"],
+                                             "docker": [], "local": []}
 
     @property
     def is_local(self) -> bool:
@@ -49,9 +106,25 @@ class _ServiceSettings(BaseSettings):
         return value.get_secret_value() if value is not None else None
 
 
-class AuthSettings(_ServiceSettings):
+class MailSettings(_ServiceSettings):
+    """Outgoing email through an SMTP relay (verification, password reset, team invitations).
+    Without `smtp_host` no email is sent and the endpoints that need one say so."""
+
+    smtp_host: str | None = None
+    smtp_port: int = Field(587, gt=0, lt=65536)
+    # none: plain SMTP (a relay on this machine only); starttls: upgrade on 587; tls: implicit TLS on 465.
+    smtp_tls: Literal["none", "starttls", "tls"] = "starttls"
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    mail_from: str = "Platform <no-reply@platform.invalid>"
+    # Where the product's pages are: the links in emails point here (the token is their only secret).
+    app_url: str = "http://127.0.0.1:3000"
+
+
+class AuthSettings(MailSettings):
     model_config = SettingsConfigDict(env_prefix="AUTH_", extra="ignore", frozen=True)
-    secret_fields = ("database_password", "redis_password", "audit_db_password", "oidc_client_secret")
+    secret_fields = ("database_password", "redis_password", "redis_sentinel_password", "audit_db_password",
+                     "oidc_client_secret", "smtp_password")
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/auth"
     database_password: SecretStr | None = None
@@ -60,6 +133,14 @@ class AuthSettings(_ServiceSettings):
     audit_db_password: SecretStr | None = None
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_password: SecretStr | None = None
+    # Sentinel ("host:port" each) and the master's name: the primary is asked of them, and found
+    # again after a failover; empty, `redis_url` is the one server.
+    redis_sentinels: list[str] = []
+    redis_master_name: str = "platform"
+    redis_sentinel_password: SecretStr | None = None
+    # Connections this process may hold; a command finding none free waits this long, then fails (503).
+    redis_pool_max: int = Field(512, gt=0)
+    redis_pool_timeout_s: float = Field(3.0, gt=0)
     dependency_timeout_s: float = 3.0
 
     issuer: str = "http://127.0.0.1/auth"
@@ -103,6 +184,9 @@ class AuthSettings(_ServiceSettings):
     # {"backend": {"secret": "...", "scopes": ["auth:introspect"]}}
     service_clients: dict[str, ServiceClient] = {}
 
+    # A verification or password-reset link works once, within this.
+    email_token_ttl_s: int = Field(24 * 3600, gt=0)
+
     cors_origins: list[str] = []
     # Peers (addresses or networks) whose X-Forwarded-For names the client (rate limits are per client IP).
     trusted_proxies: list[str] = []
@@ -124,15 +208,24 @@ class AuthSettings(_ServiceSettings):
         return value
 
 
-class BackendSettings(_ServiceSettings):
+class BackendSettings(MailSettings):
     model_config = SettingsConfigDict(env_prefix="BACKEND_", extra="ignore", frozen=True)
-    secret_fields = ("database_password", "redis_password", "service_client_secret", "llm_api_key",
-                     "clickhouse_password", "clickhouse_writer_password", "clickhouse_reader_password")
+    secret_fields = ("database_password", "redis_password", "redis_sentinel_password", "service_client_secret",
+                     "llm_api_key", "clickhouse_password", "clickhouse_writer_password", "clickhouse_reader_password",
+                     "smtp_password", "payments_api_key", "payments_webhook_secret", "provider_keys")
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/backend"
     database_password: SecretStr | None = None
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_password: SecretStr | None = None
+    # Sentinel ("host:port" each) and the master's name: the primary is asked of them, and found
+    # again after a failover; empty, `redis_url` is the one server.
+    redis_sentinels: list[str] = []
+    redis_master_name: str = "platform"
+    redis_sentinel_password: SecretStr | None = None
+    # Connections this process may hold; a command finding none free waits this long, then fails (503).
+    redis_pool_max: int = Field(512, gt=0)
+    redis_pool_timeout_s: float = Field(3.0, gt=0)
     dependency_timeout_s: float = 3.0
 
     # Tokens are verified here against auth's JWKS; these must match auth's issuer and audience.
@@ -220,6 +313,9 @@ class BackendSettings(_ServiceSettings):
     # Thread history given to the model, newest first, cut at this many tokens.
     agent_context_max_tokens: int = Field(2000, ge=100)
     # A running run renews its lease this often; a run whose lease lapsed (its instance died) is failed.
+    # One instance at a time leads (runs the stale-run sweeper): it holds this lease in Redis and
+    # renews it every third of it; when it dies, another takes over within it.
+    leader_lease_s: float = Field(10.0, gt=0)
     run_lease_s: float = Field(15.0, gt=0)
     # Supply catalog prices cached in Redis (shared by instances, dropped on every update).
     price_cache_ttl_s: int = Field(300, gt=0)
@@ -233,6 +329,26 @@ class BackendSettings(_ServiceSettings):
     # Runs per UTC day by plan (null: unlimited); users without a plan row get `default_plan`.
     plan_runs_per_day: dict[str, int | None] = {"free": 20, "early": 200, "mid": 2000, "enterprise": None}
     default_plan: str = "free"
+
+    # Team invitations: an invitation link works once, within this.
+    team_invite_ttl_s: int = Field(7 * 24 * 3600, gt=0)
+
+    # The payment provider (Stripe-style): checkout sessions, and the webhook it signs.
+    payments_url: str | None = None
+    payments_api_key: SecretStr | None = None
+    payments_webhook_secret: SecretStr | None = None
+    # A webhook whose signed timestamp is further than this from now is refused (replayed or stale).
+    payments_webhook_tolerance_s: int = Field(300, gt=0)
+    # Monthly price of each paid plan, in cents; a plan not listed here cannot be bought.
+    plan_prices_cents: dict[str, int] = {"early": 900, "mid": 4900}
+    # A paid period; a downgrade takes effect at its end.
+    plan_period_days: int = Field(30, gt=0)
+
+    # Users' own model providers: their API keys are encrypted (AES-GCM) with the active one of
+    # these keys (JSON {"key id": "<urlsafe base64 of 32 bytes>"}); older ids still decrypt.
+    provider_keys: SecretStr | None = None
+    provider_key_active: str | None = None
+    provider_test_timeout_s: float = Field(5.0, gt=0)
 
     @model_validator(mode="after")
     def _plans(self) -> BackendSettings:

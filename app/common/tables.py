@@ -5,8 +5,8 @@ thread's history from it, and the backend, which serves threads and runs from it
 
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Column, Date, DateTime, Float, Integer, MetaData, Numeric, SmallInteger, String,
-                        Table, Text, func)
+from sqlalchemy import (BigInteger, Column, Date, DateTime, Float, Integer, LargeBinary, MetaData, Numeric,
+                        SmallInteger, String, Table, Text, func)
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 metadata = MetaData()
@@ -20,6 +20,8 @@ threads = Table(
     Column("title", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Bumped by every edit: a client editing with a stale version is refused (migration 0005).
+    Column("version", Integer, nullable=False, server_default="1"),
 )
 
 messages = Table(
@@ -31,6 +33,9 @@ messages = Table(
     Column("content", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+# A run in one of these may still be written to by the instance running it.
+RUN_ACTIVE = ("queued", "running", "awaiting_input")
 
 runs = Table(
     "runs", metadata,
@@ -103,6 +108,55 @@ user_plans = Table(
     Column("user_id", UUID(as_uuid=True), primary_key=True),
     Column("plan", String(16), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # A bought plan: paid until period_end, then pending_plan (a downgrade) if one is set.
+    Column("period_end", DateTime(timezone=True)),
+    Column("pending_plan", String(16)),
+)
+
+checkout_sessions = Table(
+    "checkout_sessions", metadata,
+    Column("id", Text, primary_key=True),
+    Column("user_id", UUID(as_uuid=True), nullable=False),
+    Column("plan", String(16), nullable=False),
+    Column("amount_cents", Integer, nullable=False),
+    Column("status", String(16), nullable=False, server_default="open"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("completed_at", DateTime(timezone=True)),
+)
+
+billing_events = Table(
+    "billing_events", metadata,
+    Column("event_id", Text, primary_key=True),
+    Column("type", Text, nullable=False),
+    Column("user_id", UUID(as_uuid=True)),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+invoices = Table(
+    "invoices", metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("user_id", UUID(as_uuid=True), nullable=False),
+    Column("plan", String(16), nullable=False),
+    Column("amount_cents", Integer, nullable=False),
+    Column("currency", String(8), nullable=False),
+    Column("event_id", Text, nullable=False),
+    Column("checkout_id", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+provider_connections = Table(
+    "provider_connections", metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("owner_id", UUID(as_uuid=True), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("base_url", Text, nullable=False),
+    Column("key_ciphertext", LargeBinary, nullable=False),
+    Column("key_nonce", LargeBinary, nullable=False),
+    Column("key_id", Text, nullable=False),
+    Column("status", String(16), nullable=False, server_default="untested"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("tested_at", DateTime(timezone=True)),
 )
 
 usage_daily = Table(
@@ -126,4 +180,38 @@ usage_records = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     # Set when the user was deleted and user_id became the deletion's tombstone (migration 0004).
     Column("anonymised_at", DateTime(timezone=True)),
+)
+
+# Teams (app.backend.teams): a team thread is a thread listed in team_threads.
+teams = Table(
+    "teams", metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("owner_id", UUID(as_uuid=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+team_members = Table(
+    "team_members", metadata,
+    Column("team_id", UUID(as_uuid=True), primary_key=True),
+    Column("user_id", UUID(as_uuid=True), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("joined_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+team_invites = Table(
+    "team_invites", metadata,
+    Column("token_hash", Text, primary_key=True),
+    Column("team_id", UUID(as_uuid=True), nullable=False),
+    Column("email", Text, nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("invited_by", UUID(as_uuid=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("accepted_at", DateTime(timezone=True)),
+)
+
+team_threads = Table(
+    "team_threads", metadata,
+    Column("thread_id", UUID(as_uuid=True), primary_key=True),
+    Column("team_id", UUID(as_uuid=True), nullable=False),
 )

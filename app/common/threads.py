@@ -16,7 +16,8 @@ MAX_PAGE = 100
 
 def public(row: Any) -> dict[str, Any]:
     return {"id": str(row.id), "owner_id": str(row.owner_id), "title": row.title,
-            "created_at": row.created_at.isoformat(), "updated_at": row.updated_at.isoformat()}
+            "created_at": row.created_at.isoformat(), "updated_at": row.updated_at.isoformat(),
+            "version": row.version}
 
 
 async def create(conn: AsyncConnection, owner: str, title: str) -> dict[str, Any]:
@@ -42,7 +43,8 @@ async def listing(conn: AsyncConnection, owner: str, limit: int, offset: int) ->
 async def rename(conn: AsyncConnection, owner: str, thread_id: uuid.UUID, title: str) -> dict[str, Any] | None:
     row = (await conn.execute(update(threads)
                               .where(threads.c.id == thread_id, threads.c.owner_id == uuid.UUID(owner))
-                              .values(title=title, updated_at=func.now()).returning(*threads.c))).first()
+                              .values(title=title, updated_at=func.now(), version=threads.c.version + 1)
+                              .returning(*threads.c))).first()
     return public(row) if row else None
 
 

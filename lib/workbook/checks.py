@@ -68,6 +68,8 @@ class Ledger:
         self.locks = locks
         self.section = ""
         self.running: check | None = None
+        # Removing the shared fixtures talks to services like a check does, under the same locks.
+        self.finalizing = False
         self.results: dict[str, CheckResult] = {}
         # Cleanups of fixtures made once for the whole notebook (workbook.context.Workbook.shared),
         # run by summary().
@@ -76,14 +78,27 @@ class Ledger:
     async def finalize(self) -> list[str]:
         """Run the notebook's cleanups, last registered first; what failed, one line each."""
         errors = []
-        while self.finalizers:
-            fn, args = self.finalizers.pop()
-            try:
-                if inspect.isawaitable(result := fn(*args)):
-                    await result
-            except Exception as e:
-                errors.append(f"{getattr(fn, '__name__', fn)}: {_message(e, e.__traceback__)}")
+        self.finalizing = True
+        if self.locks is not None:
+            self.locks.begin()
+        try:
+            while self.finalizers:
+                fn, args = self.finalizers.pop()
+                try:
+                    if inspect.isawaitable(result := fn(*args)):
+                        await result
+                except Exception as e:
+                    errors.append(f"{getattr(fn, '__name__', fn)}: {_message(e, e.__traceback__)}")
+        finally:
+            self.finalizing = False
+            if self.locks is not None:
+                self.locks.end()
         return errors
+
+    @property
+    def holds_locks(self) -> bool:
+        """Whether requests now take the services' locks (inside a check or the final cleanup)."""
+        return self.locks is not None and (self.running is not None or self.finalizing)
 
     def record(self, result: CheckResult) -> None:
         # Re-running a cell after a fix replaces that check's earlier result.
@@ -119,7 +134,7 @@ async def using(service: str) -> None:
     """The running check talks to `service` (clients call this before a request): on the
     embedded stack it holds that service's lock until the check ends, waiting while another
     notebook's fault has the service down. Outside a check, or elsewhere, nothing."""
-    if _ledger is None or _ledger.locks is None or _ledger.running is None:
+    if _ledger is None or _ledger.locks is None or not _ledger.holds_locks:
         return
     locks = _ledger.locks
     if service in locks.depends_on and locks.would_wait(service):
@@ -128,7 +143,7 @@ async def using(service: str) -> None:
 
 def using_now(service: str) -> None:
     """`using` for synchronous clients (a redis-py or clickhouse-connect client being made)."""
-    if _ledger is None or _ledger.locks is None or _ledger.running is None:
+    if _ledger is None or _ledger.locks is None or not _ledger.holds_locks:
         return
     if service in _ledger.locks.depends_on:
         _ledger.locks.use(service)

@@ -30,6 +30,10 @@ from workbook.stack.state import Paths
 T = TypeVar("T")
 
 
+class SharedFixtureFailed(AssertionError):
+    """A check needs a shared fixture that failed to be made in an earlier check."""
+
+
 @dataclass
 class NotebookScope:
     """What a shared fixture's maker gets in place of a check: a namespace of its own under the
@@ -48,6 +52,7 @@ class Workbook:
     env: Env
     run_id: str
     _shared: dict[str, Any] = field(default_factory=dict, repr=False)
+    _unmade: dict[str, Exception] = field(default_factory=dict, repr=False)
 
     async def shared(self, name: str, make: Callable[[NotebookScope], Awaitable[T]]) -> T:
         """A fixture made once for the whole notebook and removed at its end (by `summary()`): for
@@ -56,11 +61,24 @@ class Workbook:
 
             reader = await wb.shared("reader", lambda scope: auth.new_user(scope))
         """
+        # A fixture whose making failed is not made again: a second try would reuse the namespace
+        # the first may have half-filled (a backup name that now exists), and each later check
+        # would fail on that instead of on the cause.
+        if name in self._unmade:
+            cause = self._unmade[name]
+            if isinstance(cause, checks.SkipCheck):  # what made the first check skip skips the rest
+                raise checks.SkipCheck(str(cause))
+            raise SharedFixtureFailed(f"shared fixture {name!r} could not be made earlier: "
+                                      f"{type(cause).__name__}: {cause}"[:400])
         if name not in self._shared:
             ns = re.sub(r"[^a-z0-9_]", "_", f"wb_{self.run_id}_{self.notebook}_{name}".lower())[:63]
             scope = NotebookScope(ns, checks.current())
             with checks.making_fixture(scope):
-                self._shared[name] = await make(scope)
+                try:
+                    self._shared[name] = await make(scope)
+                except Exception as e:
+                    self._unmade[name] = e
+                    raise
         return self._shared[name]
 
     @property

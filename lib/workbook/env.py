@@ -18,9 +18,11 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from workbook.errors import ConfigError
-from workbook.params import Env, Service, load_params
+from workbook.params import Env, SentinelHosts, Service, load_params
 from workbook.stack.clickhouse import login_users
-from workbook.stack.state import embedded_endpoints
+from workbook.stack.redis import SENTINELS
+from workbook.paths import project_root
+from workbook.stack.state import Paths, embedded_endpoints, stack_secret
 
 __all__ = ["Env", "load_env", "refuse_foreign_hosts", "resolve_secrets"]
 
@@ -53,6 +55,25 @@ def resolve_secrets(env: Env) -> None:
     for svc_name, svc in env.services.items():
         if svc.password_env and svc.password is None:
             svc.password = SecretStr(_variable(env, f"services.{svc_name}.password_env", svc.password_env))
+        if svc.sentinel and svc.sentinel.password_env and svc.sentinel.password is None:
+            svc.sentinel.password = SecretStr(_variable(env, f"services.{svc_name}.sentinel.password_env",
+                                                        svc.sentinel.password_env))
+
+
+def embedded_sentinel(env: Env, root: Path | None) -> None:
+    """The embedded stack's Redis is watched by its Sentinels (params say the master's name):
+    `services.redis.sentinel` names them, and the replica answers to the primary's password."""
+    watched = env.expect.redis.sentinel
+    sentinels = [env.services[n] for n in SENTINELS if n in env.services]
+    if "redis" not in env.services or watched is None or not sentinels:
+        return
+    redis = env.services["redis"]
+    if "redis_replica" in env.services:
+        env.services["redis_replica"].password = redis.password
+    for s in sentinels:
+        s.password = SecretStr(stack_secret(Paths(root or project_root()), "redis_sentinel"))
+    redis.sentinel = SentinelHosts(master_name=watched.master_name, hosts=[f"{s.host}:{s.port}" for s in sentinels],
+                                   password=sentinels[0].password)
 
 
 def load_env(name: str, params_dir: Path | None = None) -> Env:
@@ -65,6 +86,7 @@ def load_env(name: str, params_dir: Path | None = None) -> Env:
                           password=SecretStr(e.password) if e.password else None)
             for name, e in embedded_endpoints(
                 root, {login: ("clickhouse", user) for login, user in login_users().items()}).items()}}
+        embedded_sentinel(env, root)
     resolve_endpoints(env)
     resolve_secrets(env)
     return env

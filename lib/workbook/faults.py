@@ -42,6 +42,7 @@ from workbook.paths import project_root
 from workbook.settle import wait_settled
 from workbook.stack.manager import Stack, free_port
 from workbook.stack.postgres import ensure_database
+from workbook.stack.redis import DATA_SERVERS, sentinel_primary, wait_primary_seen_up
 from workbook.stack.state import stack_secret
 
 
@@ -54,10 +55,32 @@ def _stack(env: Env, what: str) -> Stack:
 async def kill(env: Env, service: str) -> None:
     """SIGKILL one service of the embedded stack (a crash, not a shutdown). From here until
     `restart`, no check of another notebook uses this service or what depends on it
-    (workbook.stack.locks); this waits for those in flight to end."""
+    (workbook.stack.locks); this waits for those in flight to end. `redis` is the platform's
+    Redis as a whole: every data server (the primary and its replica) is killed, so Redis is away
+    and no failover brings it back; `kill_process` kills one server (a failover check's primary)."""
+    stack = _stack(env, f"killing {service}")
+    await _exclusive(service)
+    state = stack.state()
+    for name in DATA_SERVERS if service == "redis" else (service,):
+        if name == service or (name in state.services and state.services[name].process() is not None):
+            await asyncio.to_thread(stack.kill, name)
+
+
+async def kill_process(env: Env, service: str) -> None:
+    """SIGKILL exactly the stack process `service` (`kill` without its meaning of `redis`: the
+    `redis` server alone, as a failover check kills whichever data server is the primary)."""
     stack = _stack(env, f"killing {service}")
     await _exclusive(service)
     await asyncio.to_thread(stack.kill, service)
+
+
+def _down_data_servers(stack: Stack) -> list[str]:
+    """The Redis data servers the stack recorded that are not running (what a `redis` kill took),
+    the one Sentinel names the primary first: it comes back the primary, the other its replica."""
+    state = stack.state()
+    down = [n for n in DATA_SERVERS if n in state.services and state.services[n].process() is None]
+    named = sentinel_primary(stack.paths)
+    return sorted(down, key=lambda n: int(state.services[n].url.rsplit(":", 1)[1].split("/")[0]) != named)
 
 
 async def restart(env: Env, service: str) -> float:
@@ -65,8 +88,13 @@ async def restart(env: Env, service: str) -> float:
     Other notebooks' checks go on once it answers."""
     t0 = time.perf_counter()
     held = checks.locks()
+    stack = _stack(env, f"restarting {service}")
     try:
-        await asyncio.to_thread(_stack(env, f"restarting {service}").restart, service)
+        down = await asyncio.to_thread(_down_data_servers, stack) if service == "redis" else []
+        for i, name in enumerate(down or [service]):
+            if i:  # the primary first, seen up by every Sentinel before its replica returns
+                await asyncio.to_thread(wait_primary_seen_up, stack.paths)
+            await asyncio.to_thread(stack.restart, name)
         if held is not None:
             # What the restart brings back, not what an enclosing block keeps down on purpose.
             await asyncio.to_thread(wait_settled, env, held.breaks([service]))
@@ -86,6 +114,16 @@ async def service_down(env: Env, service: str) -> AsyncIterator[None]:
     """`async with service_down(wb.env, "auth"):` the service is dead inside the block, back after it."""
     try:
         await kill(env, service)
+        yield
+    finally:
+        await restart(env, service)
+
+
+@asynccontextmanager
+async def process_down(env: Env, service: str) -> AsyncIterator[None]:
+    """`service_down` for exactly one process (`kill_process`): `redis` here is that server alone."""
+    try:
+        await kill_process(env, service)
         yield
     finally:
         await restart(env, service)
@@ -113,6 +151,27 @@ async def alone(env: Env, *services: str) -> AsyncIterator[None]:
             await asyncio.to_thread(wait_settled, env, held.exclusive_now)
     finally:
         if held is not None:
+            held.shared_again()
+
+
+@asynccontextmanager
+async def paused(env: Env, service: str) -> AsyncIterator[None]:
+    """`async with paused(wb.env, "backend"):` the service's process is stopped (SIGSTOP: alive,
+    holding its sockets and its beliefs, answering nothing) inside the block and continued after
+    it, as a long GC pause or a frozen VM would: what it does when it wakes is the check."""
+    stack = _stack(env, f"pausing {service}")
+    await _exclusive(service)
+    proc = stack.state().services[service].process()
+    if proc is None:
+        raise WorkbookError(f"{service} is not running")
+    held = checks.locks()
+    try:
+        proc.suspend()
+        yield
+    finally:
+        proc.resume()
+        if held is not None:
+            await asyncio.to_thread(wait_settled, env, held.breaks([service]))
             held.shared_again()
 
 

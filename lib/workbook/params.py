@@ -29,6 +29,19 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class SentinelHosts(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    master_name: str
+    hosts: list[str]
+    password_env: str | None = None
+    # Filled by workbook.env, never by a params file.
+    password: SecretStr | None = Field(default=None, exclude=True)
+
+    def secret(self) -> str | None:
+        return self.password.get_secret_value() if self.password else None
+
+
 class Service(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -39,6 +52,9 @@ class Service(BaseModel):
     user: str | None = None
     database: str | None = None
     password_env: str | None = None
+    # Redis only: the Sentinels that say where the primary is ({master_name, hosts: ["host:port"]});
+    # without it `url` is the one server.
+    sentinel: SentinelHosts | None = None
     # Filled by workbook.env (from the variable, or from the embedded stack), never by a params file.
     password: SecretStr | None = Field(default=None, exclude=True)
 
@@ -72,6 +88,8 @@ class Load(Strict):
     max_concurrency: int = Field(gt=0)
     max_requests: int = Field(gt=0)
     max_duration_s: float = Field(gt=0)
+    # Locust worker processes one load run may start beside its master (0: Locust in one process).
+    workers: int = Field(0, ge=0)
 
 
 # -- budgets: latency limits in milliseconds, per notebook -------------------------------------
@@ -105,6 +123,8 @@ class AgentBudgets(Strict):
     run_p99_ms: float
     # an open model breaker fails a run without waiting for the provider
     breaker_fail_fast_ms: float
+    # a stop during a model call with under 0.8 s left ends the run cancelled, at the next step
+    stop_cancel_ms: float
 
 
 class ClickHouseBudgets(Strict):
@@ -118,12 +138,79 @@ class ClickHouseBudgets(Strict):
     parts_per_batch: int
 
 
+class DatabaseBudgets(Strict):
+    # what /health/ready may report as PostgreSQL's latency
+    ready_latency_ms: float
+    # the hot API reads (thread listing, a page of messages) over 100k+ rows of one user
+    hot_read_p50_ms: float
+    hot_read_p95_ms: float
+    # a request refused by a saturated pool is answered within the pool timeout plus this
+    pool_refusal_slack_ms: float
+    # with PostgreSQL down, a request is refused (503) within this
+    down_refusal_ms: float
+
+
+class RedisBudgets(Strict):
+    # a request that finds the platform's Redis pool exhausted is refused within this
+    pool_exhausted_ms: float
+    # from the primary's death to logins answering again through the promoted replica
+    failover_ms: float
+    # from a signing key's retirement to every backend refusing its tokens (auth's announcement)
+    key_retired_ms: float
+
+
+class ConfigBudgets(Strict):
+    # a request while a dependency is down or slow: answered (a specific 503 or a degraded 200)
+    # within this, never a timeout
+    fail_fast_ms: float
+    # a hot-reloaded setting in effect on every instance
+    reload_converge_ms: float
+    # a request's spans readable in otel_traces
+    trace_export_ms: float
+    # a killed dependency back and every service ready again
+    recovery_ms: float
+
+
+class E2eBudgets(Strict):
+    """Each step of a first-time user's journey, as the user waits for it."""
+
+    register_ms: float
+    # from registration answered to the verification email in the mailbox
+    email_delivery_ms: float
+    verify_ms: float
+    login_ms: float
+    create_thread_ms: float
+    # from the run's start over WebSocket to its first event, and to its final report
+    first_event_ms: float
+    run_ms: float
+    # checkout session created; the payment's webhook applied (plan upgraded)
+    checkout_ms: float
+    webhook_ms: float
+
+
+class LoadBudgets(Strict):
+    # every endpoint of the core journey at the 95th percentile, with load.max_concurrency users
+    journey_p95_ms: float
+    # requests/s the core journey must reach at that concurrency (below: a bottleneck to find)
+    min_rps: float
+    # agent runs/s at concurrency 16 over runs/s at 1 (the scripted agent, which waits, not works)
+    agent_scaling_min: float
+    # a run's events from their creation to every socket of the fleet, across both instances
+    ws_delivery_p50_ms: float
+    ws_delivery_p99_ms: float
+
+
 class Budgets(Strict):
     preflight: PreflightBudgets
     auth: AuthBudgets
     ws: WsBudgets
     agents: AgentBudgets
     clickhouse: ClickHouseBudgets
+    database: DatabaseBudgets
+    redis: RedisBudgets
+    config: ConfigBudgets
+    e2e: E2eBudgets
+    load: LoadBudgets
 
 
 # -- expectations: the platform's configuration as the team decided it --------------------------
@@ -176,7 +263,8 @@ class BackendExpect(Strict):
     """The backend's clocks on its calls to auth, as its `/health/ready` and breaker metrics
     report them: what the auth notebook's key rotation and breaker checks wait on."""
 
-    # A cached JWKS is refetched after this: a retired key is refused within it.
+    # A cached JWKS is refetched after this: the bound on a key change the backend did not hear
+    # announced (Redis away when auth made it).
     jwks_ttl_s: int
     # An unknown kid refetches the JWKS at most this often.
     jwks_min_refresh_s: float
@@ -250,12 +338,117 @@ class ClickHouseExpect(Strict):
     parts_degraded_at: int
 
 
+class DatabasePool(Strict):
+    """Each service's PostgreSQL pool (the services report it at /health/ready)."""
+
+    size: int
+    max_overflow: int
+    # how long a request waits for a connection past size + overflow before it is refused (503)
+    timeout_s: float
+
+
+class DatabaseHealth(Strict):
+    # no platform session runs one statement, or sits idle inside a transaction, longer than these
+    long_running_s: float
+    idle_in_transaction_s: float
+
+
+class DatabaseNames(Strict):
+    auth: str
+    backend: str
+
+
+class DatabaseExpect(Strict):
+    """The platform's PostgreSQL as the team decided it."""
+
+    pool: DatabasePool
+    health: DatabaseHealth
+    # once PostgreSQL is back after a restart, the backend serves writes again within this
+    recovery_s: float
+    # the services' databases on the server
+    databases: DatabaseNames
+    # every foreign key of the backend's and auth's schemas, "table.column -> referenced_table RULE"
+    foreign_keys: list[str]
+    auth_foreign_keys: list[str]
+
+
+class SentinelExpect(Strict):
+    """Redis Sentinel as the platform's Redis is watched: the master's name, how many Sentinels
+    must agree it is down, and the clocks a failover takes (short locally: a couple of seconds)."""
+
+    master_name: str
+    quorum: int
+    down_after_ms: int
+    failover_timeout_ms: int
+
+
+class RedisPool(Strict):
+    # connections one platform process may hold; one more waits at most `timeout_s`, then fails
+    max_connections: int
+    timeout_s: float
+
+
+class RedisExpect(Strict):
+    """The platform's Redis as the team decided it: replicated under Sentinel (null: one server
+    at a plain URL, and the failover checks skip), its persistence, pool, and coordination clocks."""
+
+    sentinel: SentinelExpect | None
+    # AOF fsync policy: what a primary's kill -9 may lose (everysec: about the last second)
+    appendfsync: str
+    pool: RedisPool
+    # the backends' leader lease (the stale-run sweeper runs on its holder only)
+    leader_lease_s: float
+
+
+class DependencyMap(Strict):
+    # dependencies whose loss makes the service not ready (503), and those that only degrade it
+    required: list[str]
+    optional: list[str]
+
+
+class Parity(Strict):
+    # the env whose params describe the same platform elsewhere; `expect` may differ from it only
+    # at these dotted paths (the clocks local shortens)
+    reference_env: str
+    allowed_drift: list[str]
+    # settings two instances of one service may differ in
+    per_instance: list[str]
+
+
+class ConfigExpect(Strict):
+    # settings that take effect without a restart (everything else needs one)
+    reloadable: list[str]
+    dependencies: dict[str, DependencyMap]
+    parity: Parity
+    # where spans go: `clickhouse` (otel_traces read directly) or `none`
+    trace_store: Literal["clickhouse", "none"]
+
+
+class E2eExpect(Strict):
+    """The product a user meets: email links, payments, team invitations (the 08_e2e notebook)."""
+
+    # A verification or password-reset link works once, within this (auth's /auth/config); short
+    # locally, so the expiry check waits it out in seconds.
+    email_token_ttl_s: int
+    # The payment webhook refuses a signed timestamp further than this from now (/api/billing/config).
+    webhook_tolerance_s: int
+    # Monthly prices in cents of the plans a user can buy.
+    plan_prices_cents: dict[str, int]
+    # The plan a user is moved to for the conversion journey, and the one they buy.
+    free_plan: str
+    paid_plan: str
+
+
 class Expect(Strict):
     auth: AuthExpect
     backend: BackendExpect
     ws: WsExpect
     agents: AgentsExpect
     clickhouse: ClickHouseExpect
+    database: DatabaseExpect
+    redis: RedisExpect
+    config: ConfigExpect
+    e2e: E2eExpect
 
 
 class Env(BaseModel):

@@ -28,12 +28,15 @@ POLL_S = 0.05
 def unsettled(ready: dict[str, Any]) -> list[str]:
     """What keeps a /health/ready answer from "serving as before"; empty when nothing does."""
     found = [] if ready.get("status") == "ready" else [f"status {ready.get('status')}"]
-    for name, dep in (ready.get("checks") or {}).items():
-        if isinstance(dep, dict) and dep.get("breaker") == "open":
-            found.append(f"{name} breaker open")
-        if isinstance(dep, dict) and dep.get("subscribed") is False:
-            found.append(f"{name} not subscribed")
-    return found
+    # The probes ("checks") and the dependency map both carry breakers: the backend's model
+    # breaker is only in the map.
+    for section in ("checks", "dependencies"):
+        for name, dep in (ready.get(section) or {}).items():
+            if isinstance(dep, dict) and dep.get("breaker") == "open":
+                found.append(f"{name} breaker open")
+            if isinstance(dep, dict) and dep.get("subscribed") is False:
+                found.append(f"{name} not subscribed")
+    return list(dict.fromkeys(found))
 
 
 def wait_settled(env: Env, services: Iterable[str]) -> None:

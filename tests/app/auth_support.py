@@ -20,14 +20,19 @@ from workbook.stack.backend import BackendService
 from workbook.stack.manager import Stack, free_port
 from workbook.stack.clickhouse import ClickHouse
 from workbook.stack.llm_standin import LlmStandin
+from workbook.stack.mail import MailStandin
 from workbook.stack.oidc import OidcProvider
+from workbook.stack.payments import PaymentsStandin
 from workbook.stack.postgres import Postgres
-from workbook.stack.redis import Redis
+from workbook.stack.redis import SENTINELS, Redis, RedisReplica, RedisSentinel
 from workbook.stack.state import stack_secret
 
-DEPENDENCIES = [Postgres(), Redis(), OidcProvider()]
-# What the backend needs besides auth: its agents' ClickHouse and model provider.
-BACKEND_DEPENDENCIES = [ClickHouse(), LlmStandin()]
+# Auth sends its verification and reset emails through the SMTP stand-in and finds the Redis
+# primary through the Sentinels.
+DEPENDENCIES = [Postgres(), Redis(), RedisReplica(), *(RedisSentinel(n) for n in SENTINELS),
+                OidcProvider(), MailStandin()]
+# What the backend needs besides auth: its agents' ClickHouse and model provider, the payment provider.
+BACKEND_DEPENDENCIES = [ClickHouse(), LlmStandin(), PaymentsStandin()]
 
 
 @dataclass

@@ -13,6 +13,8 @@ from auth_support import PASSWORD, AuthStack, new_email, random_ip, run_cli, spa
 from sqlalchemy.engine import make_url
 
 from app.auth.ratelimit import email_key
+from app.common.ratelimit import FixedWindow
+from app.common.redis_client import make_redis
 
 from workbook.stack.manager import free_port
 
@@ -41,6 +43,25 @@ def test_rate_limits_per_email_and_per_ip_are_independent(auth_stack: AuthStack,
             assert 0 < r.ttl(key) <= 30, key
 
 
+def test_fixed_window_counts_each_hit_once_across_clients(auth_stack: AuthStack) -> None:
+    """The counter every limit is made of: 200 hits at once from four clients (four processes'
+    pools) are numbered 1..200 with none twice, and the key carries the window as its TTL."""
+    async def hits() -> tuple[list[int], list[int], int]:
+        clients = [make_redis(auth_stack.service_url("redis"), auth_stack.secret("redis"), 5.0, name="test")
+                   for _ in range(4)]
+        key = f"test:rl:{new_email('fw')}"
+        try:
+            got = await asyncio.gather(*[FixedWindow(clients[i % 4]).hit(key, 7) for i in range(200)])
+            return [w.count for w in got], [w.left_s for w in got], await clients[0].pttl(key)
+        finally:
+            await clients[0].delete(key)
+            await asyncio.gather(*[c.aclose() for c in clients])
+
+    counts, left, pttl = asyncio.run(hits())
+    assert sorted(counts) == list(range(1, 201))
+    assert set(left) <= set(range(1, 8)) and 0 < pttl <= 7000, (set(left), pttl)
+
+
 def test_lockout_after_failures_expires(auth_stack: AuthStack, tmp_path: Path) -> None:
     env = auth_stack.env(AUTH_LOCKOUT_THRESHOLD="3", AUTH_LOCKOUT_S="2")
     with spawn_auth(env, tmp_path / "auth.log") as url:
@@ -55,7 +76,9 @@ def test_lockout_after_failures_expires(auth_stack: AuthStack, tmp_path: Path) -
 
 
 def test_redis_down_gives_503_naming_it(auth_stack: AuthStack, tmp_path: Path) -> None:
-    env = auth_stack.env(AUTH_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", AUTH_DEPENDENCY_TIMEOUT_S="1")
+    # Without Sentinels, which would name the stack's live primary.
+    env = auth_stack.env(AUTH_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", AUTH_REDIS_SENTINELS="[]",
+                         AUTH_DEPENDENCY_TIMEOUT_S="1")
     with spawn_auth(env, tmp_path / "auth.log") as url:
         ready = httpx.get(f"{url}/health/ready", timeout=30)
         assert ready.status_code == 503 and ready.json()["checks"]["redis"].startswith("down")

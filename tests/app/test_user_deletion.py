@@ -227,6 +227,12 @@ def backends_down(stack: Stack) -> Iterator[None]:
                if name.startswith("backend") and svc.process() is not None]
     for name in running:
         every.kill(name)
+    # A killed instance's blocking read stays in Redis until Redis sees its socket closed; an
+    # entry appended before then would still be delivered to the dead consumer.
+    redis = redis_of(stack)
+    deadline = time.monotonic() + 5
+    while redis.info("clients")["blocked_clients"] and time.monotonic() < deadline:
+        time.sleep(0.05)
     try:
         yield
     finally:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from app.auth import deletion, grants, refresh, users
 from app.auth.context import Context
+from app.auth.routers import email
 from app.auth.deps import Claims, actor, ctx, user_claims
 from app.common.errors import ApiError, unauthorized
 from app.auth.roles import DEFAULT_ROLE, permissions
@@ -29,7 +30,7 @@ def _check_strength(c: Context, password: str) -> None:
 
 
 @router.post("/register", status_code=201)
-async def register(body: Credentials, request: Request, c: Context = Depends(ctx)) -> dict[str, str]:
+async def register(body: Credentials, request: Request, c: Context = Depends(ctx)) -> dict[str, object]:
     _check_strength(c, body.password)
     hashed = await c.passwords.hash_async(body.password)
     try:
@@ -38,13 +39,15 @@ async def register(body: Credentials, request: Request, c: Context = Depends(ctx
     except users.EmailTaken:
         raise ApiError(409, "email_taken", "an account with this email already exists") from None
     await c.audit.record("register", actor(request), user.id, user.email)
-    return {"id": str(user.id), "email": user.email, "role": user.role}
+    sent = await email.send_verification(c, user)
+    return {"id": str(user.id), "email": user.email, "role": user.role, "email_verified": False,
+            "verification_email_sent": sent}
 
 
 @router.post("/login")
 async def login(body: Credentials, request: Request, c: Context = Depends(ctx)) -> dict[str, object]:
     who = actor(request)
-    refusal = await c.limiter.admit(body.email, who.ip)
+    refusal = await c.limiter.admit(c.settings, body.email, who.ip)
     if refusal:
         await c.audit.record("login_failure", who, email=body.email, reason=refusal.reason, scope=refusal.scope)
         raise ApiError(429, refusal.reason, f"too many login attempts ({refusal.scope}); retry later",
@@ -52,7 +55,7 @@ async def login(body: Credentials, request: Request, c: Context = Depends(ctx)) 
     async with c.db.connect() as conn:
         user = await users.by_email(conn, body.email)
     if not await c.passwords.verify_async(user.password_hash if user else None, body.password) or user is None:
-        await c.limiter.failed(body.email)
+        await c.limiter.failed(c.settings, body.email)
         await c.audit.record("login_failure", who, user.id if user else None, body.email, reason="bad_credentials")
         raise unauthorized(BAD_CREDENTIALS, "invalid_credentials")
     await c.limiter.succeeded(body.email)
@@ -127,7 +130,8 @@ async def me(claims: Claims = Depends(user_claims), c: Context = Depends(ctx)) -
     if user is None:
         raise unauthorized("user no longer exists", "invalid_token")
     return {"id": str(user.id), "email": user.email, "role": user.role, "permissions": permissions(user.role),
-            "session_id": claims["sid"], "token_role": claims["role"]}
+            "session_id": claims["sid"], "token_role": claims["role"],
+            "email_verified": user.email_verified, "display_name": user.display_name}
 
 
 async def _reauthenticated(c: Context, user: users.User, claims: Claims, password: str | None, ip: str) -> None:
@@ -142,12 +146,12 @@ async def _reauthenticated(c: Context, user: users.User, claims: Claims, passwor
         return
     if password is None:
         raise unauthorized("deleting an account needs its password", "reauthentication_required")
-    refusal = await c.limiter.admit(user.email, ip)
+    refusal = await c.limiter.admit(c.settings, user.email, ip)
     if refusal:
         raise ApiError(429, refusal.reason, f"too many password attempts ({refusal.scope}); retry later",
                        headers={"Retry-After": str(refusal.retry_after_s)})
     if not await c.passwords.verify_async(user.password_hash, password):
-        await c.limiter.failed(user.email)
+        await c.limiter.failed(c.settings, user.email)
         raise unauthorized("the password is wrong", "invalid_credentials")
 
 

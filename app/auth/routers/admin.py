@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 
-from app.auth import deletion, users
+from app.auth import deletion, key_changes, users
 from app.auth.context import Context
 from app.auth.deps import Claims, actor, ctx, require_permission
 from app.common.errors import ApiError
@@ -59,6 +59,7 @@ async def rotate_key(request: Request, claims: Claims = Depends(require_permissi
     """The new key is published now and signs from `signs_from` (after the activation delay)."""
     key = c.keys.rotate(c.settings.key_activation_delay_s)
     await c.audit.record("key_rotated", actor(request), claims["sub"], kid=key.kid)
+    await key_changes.announce(c.redis, "rotated", key.kid)
     return {"kid": key.kid, "signs_from": key.not_before, "active": c.keys.active().kid}
 
 
@@ -70,4 +71,5 @@ async def retire_key(kid: str, request: Request, claims: Claims = Depends(requir
     except KeyRingError as e:
         raise ApiError(409, "key_conflict", str(e)) from None
     await c.audit.record("key_retired", actor(request), claims["sub"], kid=kid)
+    await key_changes.announce(c.redis, "retired", kid)
     return {"retired": kid}

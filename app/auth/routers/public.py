@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable
 from typing import Any
 
@@ -12,6 +13,8 @@ from sqlalchemy import text
 
 from app.auth.context import Context
 from app.auth.deps import ctx
+from app.common import pool
+from app.auth.routers import health
 from app.common.jwt_rules import ALGORITHM
 
 router = APIRouter(tags=["public"])
@@ -44,6 +47,8 @@ async def public_config(c: Context = Depends(ctx)) -> dict[str, Any]:
         "browser_origins": s.cors_origins,
         # DELETE /auth/users/me and /auth/admin/users/{id}: an account and everything of its owner.
         "user_deletion": True, "reauth_max_age_s": s.reauth_max_age_s,
+        # Verification and password-reset links: single use, within this; whether email goes out at all.
+        "email_token_ttl_s": s.email_token_ttl_s, "email_enabled": s.smtp_host is not None,
         "env": s.env, "version": s.version,
     }
 
@@ -53,12 +58,15 @@ async def live(c: Context = Depends(ctx)) -> dict[str, str]:
     return {"status": "ok", "version": c.settings.version}
 
 
-async def _check(probe: Awaitable[object]) -> str:
+async def _check(probe: Awaitable[object]) -> tuple[str, float]:
+    """The probe's outcome and how long it took (ms)."""
+    t0 = time.perf_counter()
     try:
         await asyncio.wait_for(probe, READY_TIMEOUT_S)
-        return "ok"
+        status = "ok"
     except Exception as e:  # any failure of a dependency is "not ready", reported by name
-        return f"down: {type(e).__name__}"
+        status = f"down: {type(e).__name__}"
+    return status, round((time.perf_counter() - t0) * 1000, 2)
 
 
 async def _postgres(c: Context) -> None:
@@ -81,10 +89,20 @@ async def ready(c: Context = Depends(ctx)) -> JSONResponse:
     names = ("postgres", "redis", "keys", "oidc")
     results = await asyncio.gather(_check(_postgres(c)), _check(c.redis.ping()), _check(_keys(c)),
                                    _check(_oidc(c)))
-    checks = dict(zip(names, results))
+    checks = dict(zip(names, (status for status, _ in results)))
     if not c.settings.oidc_provider_url:
         checks["oidc"] = "not configured"
     # OIDC being down only breaks OIDC login, so it is reported but does not fail readiness.
     ok = all(checks[n] == "ok" for n in ("postgres", "redis", "keys"))
+    required = {"postgres": True, "redis": True, "keys": True, "oidc": False}
+    deps = {n: {"status": "ok" if checks[n] in ("ok", "not configured") else "down", "required": required[n],
+                "latency_ms": ms, "breaker": None, **({"detail": checks[n]} if checks[n] != "ok" else {})}
+            for n, (_, ms) in zip(names, results)}
+    for n, d in deps.items():
+        health.metrics.dependency_latency.labels(n).observe(d["latency_ms"] / 1000)
+    down = sorted(n for n, d in deps.items() if d["required"] and d["status"] == "down")
+    degraded = sorted(n for n, d in deps.items() if not d["required"] and d["status"] == "down")
     return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks,
+                         "health": "down" if down else "degraded" if degraded else "ok", "down": down,
+                         "degraded": degraded, "dependencies": deps, "postgres_pool": pool.stats(c.db),
                          "version": c.settings.version}, 200 if ok else 503)

@@ -18,6 +18,8 @@ async def service_token(body: ServiceTokenRequest, request: Request, c: Context 
     async with c.db.connect() as conn:
         allowed = await service_clients.authenticate(conn, c.passwords, body.client_id, body.client_secret)
     if allowed is None:
+        allowed = service_clients.previous_secret_scopes(c.settings, body.client_id, body.client_secret)
+    if allowed is None:
         raise unauthorized("invalid client credentials", "invalid_client")
     wanted = body.scope.split() if body.scope else allowed
     if extra := sorted(set(wanted) - set(allowed)):

@@ -7,14 +7,18 @@ import time
 from collections.abc import Awaitable
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from app.backend import metrics
+from app.common.redis_client import pool_stats
 from app.backend.context import Context
-from app.backend.deps import ctx
+from app.backend.deps import ctx, require_permission
+from app.backend.tokens import Principal
+from app.common import config_report, pool
 
 router = APIRouter(tags=["health"])
 
@@ -72,9 +76,34 @@ async def live(c: Context = Depends(ctx)) -> dict[str, str]:
     return {"status": "ok", "version": c.settings.version}
 
 
+async def _llm(c: Context) -> None:
+    key = c.settings.secret("llm_api_key")
+    resp = await c.http.get(f"{c.settings.llm_base_url.rstrip('/')}/models", timeout=READY_TIMEOUT_S,
+                            headers={"Authorization": f"Bearer {key}"} if key else {})
+    resp.raise_for_status()
+
+
+async def _auth_live(c: Context) -> None:
+    # Outside the breaker: readiness reports whether auth answers, the breaker what callers meet.
+    (await c.http.get(f"{c.settings.auth_url.rstrip('/')}/health/live", timeout=READY_TIMEOUT_S)).raise_for_status()
+
+
+def dependency(name: str, probe: dict[str, Any], required: bool, breaker: str | None = None,
+               status: str | None = None) -> dict[str, Any]:
+    """One entry of the dependency map: ok, degraded or down, whether readiness needs it, how long
+    its probe took and its breaker's state (None: calls to it go through no breaker)."""
+    raw = status or probe["status"]
+    state = "ok" if raw == "ok" else "degraded" if raw == "degraded" else "down"
+    metrics.service.dependency_latency.labels(name).observe(probe["latency_ms"] / 1000)
+    return {"status": state, "required": required, "latency_ms": probe["latency_ms"], "breaker": breaker,
+            **({"detail": raw} if state == "down" else {})}
+
+
 @router.get("/health/ready")
 async def ready(c: Context = Depends(ctx)) -> JSONResponse:
-    pg, redis, clickhouse = await asyncio.gather(_probe(_postgres(c)), _probe(c.redis.ping()), _clickhouse(c))
+    pg, redis, clickhouse, llm, auth_probe = await asyncio.gather(
+        _probe(_postgres(c)), _probe(c.redis.ping()), _clickhouse(c), _probe(_llm(c)), _probe(_auth_live(c)))
+    pg["pool"] = pool.stats(c.db)
     breaker = c.breakers["auth"].state.value
     age = c.auth.jwks_age_s
     # Auth is not called here: with its keys cached the backend verifies tokens on its own, so
@@ -87,15 +116,72 @@ async def ready(c: Context = Depends(ctx)) -> JSONResponse:
     events = {"status": "ok" if c.hub.listening and c.breakers["redis"].state.value == "closed" else "degraded",
               "subscribed": c.hub.listening, "breaker": c.breakers["redis"].state.value,
               "connections": len(c.hub.conns), "instance_id": c.settings.instance_id}
+    llm_breaker = c.breakers["llm"].state.value
+    # The dependency map: required ones down make this instance not ready (503, named in `down`);
+    # optional ones down or degraded leave it serving, named in `degraded`.
+    deps = {
+        "postgres": dependency("postgres", pg, True),
+        "redis": dependency("redis", redis, True, breaker=c.breakers["redis"].state.value),
+        "auth": dependency("auth", auth_probe, False, breaker=breaker,
+                           status="degraded" if auth_probe["status"] == "ok" and auth["status"] != "ok" else None),
+        "clickhouse": dependency("clickhouse", clickhouse, False),
+        "llm": dependency("llm", llm, False, breaker=llm_breaker,
+                          status="degraded" if llm["status"] == "ok" and llm_breaker != "closed" else None),
+    }
+    down = sorted(n for n, d in deps.items() if d["required"] and d["status"] == "down")
+    if not c.auth.cached_kids:
+        down.append("auth")  # no keys at all: no token can be verified
+    degraded = sorted(n for n, d in deps.items() if n not in down and d["status"] != "ok")
     return JSONResponse({"status": "ready" if ok else "not_ready", "version": c.settings.version,
+                         "health": "down" if down else "degraded" if degraded else "ok",
+                         "down": down, "degraded": degraded, "dependencies": deps,
                          "checks": {"postgres": pg, "redis": redis, "auth": auth, "events": events,
-                                    "clickhouse": clickhouse}},
+                                    "clickhouse": clickhouse, "llm": llm}},
                         200 if ok else 503)
 
 
+@router.get("/health/config")
+async def config(request: Request, _: Principal = Depends(require_permission("users:role")),
+                 c: Context = Depends(ctx)) -> dict[str, Any]:
+    """The effective non-secret configuration, where each value came from, and its hash."""
+    live = request.app.state.live_config
+    return {**config_report.report(c.settings, "backend", live.reloaded), "instance_id": c.settings.instance_id,
+            "config_version": live.version}
+
+
+class ConfigChange(BaseModel):
+    changes: dict[str, Any]
+
+
+@router.patch("/api/admin/config")
+async def change_config(body: ConfigChange, request: Request, _: Principal = Depends(require_permission("users:role")),
+                        c: Context = Depends(ctx)) -> dict[str, Any]:
+    """Hot reload (settings.RELOADABLE only), validated first, applied on every instance."""
+    changed = await request.app.state.live_config.change(body.changes)
+    return {**changed, "hash": config_report.report(c.settings, "backend", set(changed["changes"]))["hash"]}
+
+
+@router.delete("/api/admin/config")
+async def reset_config(request: Request, _: Principal = Depends(require_permission("users:role")),
+                       c: Context = Depends(ctx)) -> dict[str, Any]:
+    """Every instance back to the configuration it started with."""
+    return await request.app.state.live_config.reset()
+
+
 @router.get("/metrics")
-async def prometheus() -> Response:
+async def prometheus(c: Context = Depends(ctx)) -> Response:
+    for state, n in pool_stats(c.redis).items():
+        metrics.redis_pool.labels(state=state).set(n)
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/health/leader")
+async def leader(c: Context = Depends(ctx)) -> dict[str, Any]:
+    """This instance's view of the leader lease, and the lease as Redis holds it."""
+    own = c.runner.leader
+    if own is None:
+        return {"instance_id": c.settings.instance_id, "leading": False, "holder": None}
+    return {**own.public(), "holder": await own.holder()}
 
 
 @router.get("/api/metrics/circuit_breakers")

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import sqlalchemy.exc
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 
@@ -40,8 +41,12 @@ async def add_message(thread_id: uuid.UUID, body: MessageBody,
                       who: Principal = Depends(require_permission("threads:write")),
                       c: Context = Depends(ctx)) -> dict[str, Any]:
     await _thread(c, who, thread_id)
-    async with c.db.begin() as conn:
-        saved = await threads.add_message(conn, who.sub, thread_id, "user", body.content)
+    try:
+        async with c.db.begin() as conn:
+            saved = await threads.add_message(conn, who.sub, thread_id, "user", body.content)
+    except sqlalchemy.exc.IntegrityError:
+        # The thread was deleted between the ownership check and the insert: it is gone.
+        raise ApiError(404, "not_found", "no such thread") from None
     await c.bus.emit(who.sub, str(thread_id), "message_created", {"message": saved})
     return saved
 
@@ -86,7 +91,8 @@ async def submit(c: Context, who: Principal, thread_id: uuid.UUID, req: RunReque
         return await c.runner.submit(who, thread_id, req, before_start)
     except QuotaExceeded as e:
         raise ApiError(429, "quota_exceeded", e.detail(), plan=e.plan, limit=e.limit, used=e.used,
-                       resets_at=e.resets_at) from None
+                       resets_at=e.resets_at, upgrade={"checkout": "/api/billing/checkout",
+                                                       "plans": sorted(c.settings.plan_prices_cents)}) from None
     except NothingToDo as e:
         raise ApiError(422, "nothing_to_do", str(e)) from None
 

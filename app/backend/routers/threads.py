@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from app.backend.context import Context
 from app.backend.deps import bearer, ctx, require_permission
+from app.backend.repositories import threads as repo
 from app.backend.tokens import Principal, refused
 from app.common import threads
 from app.common.errors import ApiError
@@ -24,15 +25,25 @@ class ThreadBody(BaseModel):
     title: StorableStr = Field(min_length=1, max_length=200)
 
 
+class NewThread(ThreadBody):
+    # The thread's first user message, stored with it or not at all.
+    message: StorableStr | None = Field(None, min_length=1, max_length=32_000)
+
+
+class ThreadEdit(ThreadBody):
+    # The version the client read: a stale one is refused with 409 naming the current version.
+    version: int | None = Field(None, ge=1)
+
+
 def _missing() -> ApiError:
     return ApiError(404, "not_found", "no such thread")
 
 
 @router.post("", status_code=201)
-async def create(body: ThreadBody, who: Principal = Depends(require_permission("threads:write")),
+async def create(body: NewThread, who: Principal = Depends(require_permission("threads:write")),
                  c: Context = Depends(ctx)) -> dict[str, Any]:
     async with c.db.begin() as conn:
-        return await threads.create(conn, who.sub, body.title)
+        return await repo.create(conn, who.sub, body.title, body.message)
 
 
 @router.get("")
@@ -55,10 +66,14 @@ async def read(thread_id: uuid.UUID, who: Principal = Depends(require_permission
 
 
 @router.patch("/{thread_id}")
-async def rename(thread_id: uuid.UUID, body: ThreadBody, who: Principal = Depends(require_permission("threads:write")),
+async def rename(thread_id: uuid.UUID, body: ThreadEdit, who: Principal = Depends(require_permission("threads:write")),
                  c: Context = Depends(ctx)) -> dict[str, Any]:
-    async with c.db.begin() as conn:
-        found = await threads.rename(conn, who.sub, thread_id, body.title)
+    try:
+        async with c.db.begin() as conn:
+            found = await repo.rename(conn, who.sub, thread_id, body.title, body.version)
+    except repo.StaleVersion as e:
+        raise ApiError(409, "version_conflict", f"the thread is at version {e.current}, not {body.version}",
+                       current_version=e.current) from None
     if found is None:
         raise _missing()
     return found

@@ -5,7 +5,8 @@ Client messages are JSON objects `{"type": ..., ...}`: `ping`, `heartbeat`,
 `subscribe_thread`, `unsubscribe_thread`, `start_agent`, `stop_agent`, `user_message`,
 `resume`. Anything else (bad JSON, a binary frame, an unknown type, missing fields, another
 user's thread) is answered with an `error` envelope carrying a machine-readable `code`, and
-the socket stays open.
+the socket stays open. `start_agent` and `user_message` may carry a W3C `traceparent`: the
+work they start continues that trace.
 
 A socket receives a thread's events once it subscribed to the thread (`start_agent`,
 `subscribe_thread` and `resume` subscribe it). `resume` replays what the client missed and
@@ -26,12 +27,12 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from app.backend import metrics
+from app.backend import metrics, teams
 from app.backend.routers.runs import submit
 from app.backend.runs import ACTIVE, RunRequest
 from app.backend.tokens import Principal
 from app.backend.ws.envelope import CLOSE_SLOW_CONSUMER, envelope, error
-from app.common import threads
+from app.common import threads, tracing
 from app.common.errors import ApiError
 from app.common.text import unstorable
 
@@ -77,6 +78,13 @@ class Connection:
     def offer(self, event: dict[str, Any]) -> None:
         """An event from the hub: sent if this socket follows its thread, once, in order."""
         thread = event.get("thread_id")
+        if event.get("type") == "thread_access_revoked":
+            # Removed from a team: the thread is dropped here and now, so nothing more of it arrives.
+            if thread in self.threads:
+                self.threads.discard(thread)
+                self.holding.pop(thread, None)
+                self.send(event)
+            return
         if thread is not None and thread not in self.threads:
             return
         if thread is not None and thread in self.holding:
@@ -229,7 +237,11 @@ class Connection:
                 self._error("unknown_type", f"unknown message type {kind[:64]!r}", type=kind[:64])
                 continue
             try:
-                await handler(self, data)
+                if kind in TRACED:
+                    with tracing.message_span(f"ws {kind}", data.get("traceparent")):
+                        await handler(self, data)
+                else:
+                    await handler(self, data)
             except Invalid as e:
                 self._error(e.code, e.detail, type=kind, **e.extra)
             except (RedisError, OSError) as e:  # the socket outlives a dependency's outage
@@ -246,6 +258,14 @@ class Connection:
         async with self.c.db.connect() as conn:
             if await threads.owned(conn, self.user_id, tid) is None:
                 raise Invalid("thread_not_found", "no such thread")  # another user's: the same answer
+        return str(tid)
+
+    async def _readable_thread(self, data: dict[str, Any]) -> str:
+        """The user's own thread, or one of a team they belong to (followed, not written to)."""
+        tid = _uuid(data, "thread_id")
+        async with self.c.db.connect() as conn:
+            if not await teams.can_read_thread(conn, self.user_id, tid):
+                raise Invalid("thread_not_found", "no such thread")
         return str(tid)
 
     async def follow(self, thread: str) -> None:
@@ -290,7 +310,7 @@ async def on_heartbeat(conn: Connection, data: dict[str, Any]) -> None:
 
 
 async def on_subscribe(conn: Connection, data: dict[str, Any]) -> None:
-    thread = await conn._owned_thread(data)
+    thread = await conn._readable_thread(data)
     await conn.follow(thread)
     conn.send(envelope("subscribed", {"threads": sorted(conn.threads)}, thread_id=thread))
 
@@ -343,7 +363,7 @@ async def on_user_message(conn: Connection, data: dict[str, Any]) -> None:
 
 
 async def on_resume(conn: Connection, data: dict[str, Any]) -> None:
-    thread = await conn._owned_thread(data)
+    thread = await conn._readable_thread(data)
     last = data.get("last_event_id")
     if not isinstance(last, int) or last < 0:
         raise Invalid("invalid_message", "`last_event_id` must be a non-negative integer")
@@ -367,6 +387,10 @@ async def on_resume(conn: Connection, data: dict[str, Any]) -> None:
             conn._queue_event(event)
 
 
+# Messages that start work get a server span (the /ws route is not traced as a whole), continuing
+# the W3C `traceparent` the message carries: a run started over a socket is one trace with the
+# client's, its events carry that trace id.
+TRACED = ("start_agent", "user_message")
 HANDLERS = {"ping": on_ping, "heartbeat": on_heartbeat, "subscribe_thread": on_subscribe,
             "unsubscribe_thread": on_unsubscribe, "start_agent": on_start_agent, "stop_agent": on_stop_agent,
             "user_message": on_user_message, "resume": on_resume}

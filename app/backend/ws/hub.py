@@ -3,14 +3,14 @@ any instance (`ws:user:<id>` for a user's sockets, `ws:broadcast` for every sock
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections import defaultdict
 from typing import Any, Protocol
 
-import redis.exceptions
 from redis.asyncio import Redis
+
+from app.common.subscription import Subscription
 
 log = logging.getLogger("app.backend.ws")
 
@@ -38,8 +38,7 @@ class Hub:
         self.redis = redis
         self.conns: dict[str, Subscriber] = {}
         self.by_user: dict[str, set[str]] = defaultdict(set)
-        self.listening = False  # whether the Redis subscription is up (cross-instance delivery works)
-        self._task: asyncio.Task[None] | None = None
+        self.subscription = Subscription(redis, "event", self._heard, channels=(BROADCAST,), patterns=(USER_CHANNELS,))
 
     def add(self, conn: Subscriber) -> None:
         self.conns[conn.id] = conn
@@ -59,41 +58,21 @@ class Hub:
         for conn in list(targets):
             conn.offer(event)
 
+    @property
+    def listening(self) -> bool:
+        """Whether the Redis subscription is up (cross-instance delivery works)."""
+        return self.subscription.listening
+
     def start(self) -> None:
-        self._task = asyncio.create_task(self._listen())
+        self.subscription.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self.subscription.stop()
 
-    async def _listen(self) -> None:
-        backoff = 0.2
-        while True:
-            pubsub = self.redis.pubsub()
-            try:
-                await pubsub.psubscribe(USER_CHANNELS)
-                await pubsub.subscribe(BROADCAST)
-                self.listening, backoff = True, 0.2
-                while True:
-                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if msg is None:
-                        continue
-                    channel = msg["channel"].decode()
-                    try:
-                        event = json.loads(msg["data"])
-                    except ValueError:
-                        log.warning("dropped a message on %s that is not JSON", channel)
-                        continue
-                    self.deliver(None if channel == BROADCAST else channel.rsplit(":", 1)[1], event)
-            except (redis.exceptions.RedisError, OSError) as e:
-                if self.listening:
-                    log.warning("event subscription lost (%s); retrying", type(e).__name__)
-                self.listening = False
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
-            finally:
-                try:
-                    await pubsub.aclose()
-                except (redis.exceptions.RedisError, OSError):
-                    pass
+    def _heard(self, channel: str, data: bytes) -> None:
+        try:
+            event = json.loads(data)
+        except ValueError:
+            log.warning("dropped a message on %s that is not JSON", channel)
+            return
+        self.deliver(None if channel == BROADCAST else channel.rsplit(":", 1)[1], event)

@@ -56,7 +56,9 @@ LOOK_AGAIN_S = 0.5
 ROWS_MAX = 10_000
 KEYS_BATCH = 1000
 
-KEPT_TABLES = {"audit_log"}  # append-only by design: it outlives the users it mentions
+# Append-only by design: they outlive the users and rows they mention (auth's audit_log, the
+# backend's data_audit).
+KEPT_TABLES = {"audit_log", "data_audit"}
 USER_COLUMNS = ("user_id", "owner_id")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _TOKEN = re.compile(r"[a-z0-9_]+")

@@ -13,6 +13,7 @@ from rich.table import Table
 from workbook.errors import WorkbookError
 from workbook.stack.clickhouse import login_users
 from workbook.stack.manager import Stack
+from workbook.stack.redis import sentinel_primary
 from workbook.stack.state import stack_secret
 
 console = Console()
@@ -40,9 +41,15 @@ def external_env(stack: Stack) -> list[str]:
     """`WORKBOOK_EXTERNAL_<SERVICE>_URL` / `_PASSWORD`: the running stack as params/external.yaml
     reads it, for runs that must treat it as a stack they did not start."""
     lines = []
+    # The platform's Redis is whichever data server Sentinel has made the primary (an external env
+    # reaches it at a plain URL).
+    primary = sentinel_primary(stack.paths)
     for name, svc in stack.state().services.items():
         var = f"WORKBOOK_EXTERNAL_{name.upper()}"
-        lines.append(f"export {var}_URL={shlex.quote(svc.url)}")
+        url = svc.url
+        if name == "redis" and primary is not None:
+            url = f"redis://127.0.0.1:{primary}/{svc.database}"
+        lines.append(f"export {var}_URL={shlex.quote(url)}")
         if name in EXTERNAL_PASSWORDS:
             lines.append(f"export {var}_PASSWORD={shlex.quote(stack_secret(stack.paths, name))}")
     if "clickhouse" in stack.state().services:  # the platform's logins to it (params/external.yaml)

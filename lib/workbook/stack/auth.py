@@ -12,9 +12,13 @@ from __future__ import annotations
 import json
 import sys
 
+from workbook.stack.mail import smtp_env
 from workbook.stack.oidc import register_client
 from workbook.stack.platform_config import auth_env
+from workbook.stack.tracing import tracing_env
 from workbook.stack.postgres import ensure_database
+from workbook.stack.redis import SENTINELS
+from workbook.stack.redis import platform_env as redis_env
 from workbook.stack.service import Launch, PlatformService
 from workbook.stack.state import Paths, stack_secret
 
@@ -26,7 +30,7 @@ WORKBOOK_SCOPES = ["auth:introspect", "backend:threads:read"]
 class AuthService(PlatformService):
     name = "auth"
     user = "workbook"  # the service client whose secret the stack hands out as auth's password
-    depends_on = ("postgres", "redis", "oidc")
+    depends_on = ("postgres", "redis", "oidc", "mail", *SENTINELS)
     start_timeout_s = 90.0
     database_env = "AUTH_DATABASE_URL"
     # Seeded into the database, and (audit role) into the PostgreSQL cluster, at startup.
@@ -39,7 +43,7 @@ class AuthService(PlatformService):
         return [f'DROP ROLE IF EXISTS "auth_audit_{suffix}"']
 
     def prepare(self, paths: Paths, port: int, password: str) -> Launch:
-        pg, redis, oidc = self.dependencies(paths)
+        pg, _, oidc, mail, *_ = self.dependencies(paths)
         pg_password = stack_secret(paths, "postgres")
         ensure_database(pg.url, pg_password, DATABASE)
         data = paths.data(self.name)
@@ -56,12 +60,12 @@ class AuthService(PlatformService):
             # The limits and clocks local params expect (token lifetime, sessions, login rate, lockout,
             # key activation) come first.
             **auth_env(),
+            **tracing_env(paths, "AUTH_"),
             "AUTH_ENV": "local",
             "AUTH_DATABASE_URL": pg.url.rsplit("/", 1)[0] + f"/{DATABASE}",
             "AUTH_DATABASE_PASSWORD": pg_password,
             "AUTH_AUDIT_DB_PASSWORD": stack_secret(paths, "auth-audit-db"),
-            "AUTH_REDIS_URL": redis.url,
-            "AUTH_REDIS_PASSWORD": stack_secret(paths, "redis"),
+            **redis_env(paths, "AUTH_"),
             "AUTH_ISSUER": base,
             "AUTH_KEY_DIR": str(data / "keys"),
             "AUTH_GENERATE_KEYS": "true",
@@ -72,5 +76,7 @@ class AuthService(PlatformService):
             "AUTH_SERVICE_CLIENTS": json.dumps(clients),
             # Everything reaches it from 127.0.0.1; checks name their client IP with X-Forwarded-For.
             "AUTH_TRUSTED_PROXIES": json.dumps(["127.0.0.1"]),
+            # Verification and password-reset emails go through the SMTP stand-in.
+            **smtp_env("AUTH_", mail.url, stack_secret(paths, "mail")),
         }
         return Launch(argv=[sys.executable, "-m", "app.auth", "--host", "127.0.0.1", "--port", str(port)], env=env)

@@ -8,22 +8,36 @@ timings here are shortened so the workbook's fault checks finish in seconds.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import sys
 
 from workbook.stack.clickhouse import server_binary
+from workbook.stack.mail import smtp_env
+from workbook.stack.payments import WEBHOOK_SECRET, register_webhook
 from workbook.stack.platform_config import backend_env
+from workbook.stack.platform_config import expected
+from workbook.stack.tracing import tracing_env
 from workbook.stack.postgres import ensure_database
+from workbook.stack.redis import SENTINELS
+from workbook.stack.redis import platform_env as redis_env
 from workbook.stack.service import Launch, PlatformService
 from workbook.stack.state import Paths, stack_secret
 
 DATABASE = "backend"
 
 
+def provider_key(paths: Paths, kid: str) -> str:
+    """A 32-byte AES key (urlsafe base64) for users' provider keys, generated once per stack."""
+    raw = stack_secret(paths, f"provider-key-{kid}")
+    return base64.urlsafe_b64encode(hashlib.sha256(raw.encode()).digest()).decode()
+
+
 class BackendService(PlatformService):
     """Instance 1 is `backend`, instance n is `backend<n>`: the same app, the same database."""
 
-    depends_on = ("postgres", "redis", "auth", "clickhouse", "llm")
+    depends_on = ("postgres", "redis", "auth", "clickhouse", "llm", "mail", "payments", *SENTINELS)
     start_timeout_s = 60.0
     database_env = "BACKEND_DATABASE_URL"
 
@@ -36,18 +50,20 @@ class BackendService(PlatformService):
         return {"BACKEND_INSTANCE_ID": f"{self.name}-second-{port}"}
 
     def prepare(self, paths: Paths, port: int, password: str) -> Launch:
-        pg, redis, auth, clickhouse, llm = self.dependencies(paths)
+        pg, _, auth, clickhouse, llm, mail, payments, *_ = self.dependencies(paths)
+        register_webhook(payments.url, stack_secret(paths, "payments"), f"{self.url(port)}/api/billing/webhook")
         pg_password = stack_secret(paths, "postgres")
         ensure_database(pg.url, pg_password, DATABASE)
         env = {
             # The limits and clocks local params expect (gateway, agents, plans, JWKS cache, auth
             # breaker, run lease, model backoff and breaker) come first; the rest is here.
             **backend_env(),
+            **tracing_env(paths, "BACKEND_"),
             "BACKEND_ENV": "local",
             "BACKEND_DATABASE_URL": pg.url.rsplit("/", 1)[0] + f"/{DATABASE}",
             "BACKEND_DATABASE_PASSWORD": pg_password,
-            "BACKEND_REDIS_URL": redis.url,
-            "BACKEND_REDIS_PASSWORD": stack_secret(paths, "redis"),
+            **redis_env(paths, "BACKEND_"),
+            "BACKEND_LEADER_LEASE_S": str(expected().redis.leader_lease_s),
             "BACKEND_AUTH_URL": auth.url,
             "BACKEND_ISSUER": auth.url,
             "BACKEND_SERVICE_CLIENT_ID": "backend",
@@ -68,6 +84,14 @@ class BackendService(PlatformService):
             "BACKEND_CLICKHOUSE_MANAGE_USERS": "true" if server_binary() else "false",
             "BACKEND_LLM_BASE_URL": llm.url,
             "BACKEND_LLM_API_KEY": stack_secret(paths, "llm"),
+            # Team invitations go through the SMTP stand-in; checkout and its signed webhook through
+            # the payment stand-in; users' provider keys are encrypted with a generated key.
+            **smtp_env("BACKEND_", mail.url, stack_secret(paths, "mail")),
+            "BACKEND_PAYMENTS_URL": payments.url,
+            "BACKEND_PAYMENTS_API_KEY": stack_secret(paths, "payments"),
+            "BACKEND_PAYMENTS_WEBHOOK_SECRET": stack_secret(paths, WEBHOOK_SECRET),
+            "BACKEND_PROVIDER_KEYS": json.dumps({"k1": provider_key(paths, "k1")}),
+            "BACKEND_PROVIDER_KEY_ACTIVE": "k1",
         }
         return Launch(argv=[sys.executable, "-m", "app.backend", "--host", "127.0.0.1", "--port", str(port)],
                       env=env)

@@ -36,3 +36,10 @@ class LlmStandin(ServiceSpec):
         r = httpx.get(f"{root_url(url)}/health", timeout=timeout)
         r.raise_for_status()
         return f"llm-standin {r.json()['version']}"
+
+
+class UserLlmStandin(LlmStandin):
+    """A second model provider with its own key: the one a user connects as their own provider
+    (provider connections), so a run of theirs is seen arriving here and not at the platform's."""
+
+    name = "llm_user"

@@ -131,6 +131,8 @@ class Stack:
                     todo.append(spec)
                 if not todo:
                     continue
+                for spec in todo:
+                    self._new_log(spec.name)
                 with ThreadPoolExecutor(max_workers=len(todo)) as pool:
                     futures = {s.name: pool.submit(self._start, s, state.services.get(s.name)) for s in todo}
                 errors = []
@@ -169,6 +171,14 @@ class Stack:
             self._signal_group(proc, signal.SIGKILL)
             _wait_gone(proc, STOP_WAIT_S)
 
+    def _new_log(self, name: str) -> None:
+        """A service brought up starts a new log (the one before kept as `.log.1`); restarts
+        inside a stack's life append to it. So a log is one stack session's: what a check scans
+        in it (secrets, errors) is this session's platform, not an earlier one's."""
+        log = self.paths.log(name)
+        if log.exists():
+            log.replace(log.with_name(log.name + ".1"))
+
     def restart(self, name: str) -> ServiceState:
         """Stop (if running) and start one service again on the same port."""
         with lock(self.paths):
@@ -201,6 +211,11 @@ class Stack:
         return svc
 
     def _waves(self) -> list[list[ServiceSpec]]:
+        names = {s.name for s in self.services}
+        absent = {s.name: sorted(set(s.depends_on) - names) for s in self.services if set(s.depends_on) - names}
+        if absent:
+            raise StackError("services need others this stack does not start: "
+                             + "; ".join(f"{n} needs {', '.join(d)}" for n, d in absent.items()))
         done: set[str] = set()
         pending = list(self.services)
         waves = []
@@ -215,7 +230,7 @@ class Stack:
 
     def _answers(self, spec: ServiceSpec, svc: ServiceState) -> bool:
         try:
-            spec.probe(svc.url, stack_secret(self.paths, spec.name), timeout=2)
+            spec.probe(svc.url, stack_secret(self.paths, spec.secret_name), timeout=2)
             return True
         except Exception:
             return False
@@ -229,7 +244,7 @@ class Stack:
         while old_port and not port_free(old_port) and time.monotonic() < deadline:
             time.sleep(0.05)
         port = old_port if old_port and port_free(old_port) else free_port()
-        password = stack_secret(self.paths, spec.name)
+        password = stack_secret(self.paths, spec.secret_name)
         log_path = self.paths.log(spec.name)
         try:
             launch = spec.prepare(self.paths, port, password)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 
-from workbook.params import Expect, load_params
+from workbook.params import DatabasePool, Expect, load_params
 
 EMBEDDED_ENV = "local"
 
@@ -21,8 +21,10 @@ def expected() -> Expect:
     return load_params(EMBEDDED_ENV).expect
 
 
-def auth_env() -> dict[str, str]:
-    a = expected().auth
+def auth_env(expect: Expect | None = None) -> dict[str, str]:
+    """Auth's variables for `expect` (local params' by default: what the stack starts it with)."""
+    e = expect or expected()
+    a = e.auth
     return {
         "AUTH_AUDIENCE": a.audience,
         "AUTH_ACCESS_TTL_S": str(a.access_ttl_s),
@@ -39,11 +41,19 @@ def auth_env() -> dict[str, str]:
         "AUTH_TOKEN_LEEWAY_S": str(a.token_leeway_s),
         "AUTH_KEY_ACTIVATION_DELAY_S": str(a.key_activation_delay_s),
         "AUTH_CORS_ORIGINS": json.dumps(a.browser_origins),
+        **_pool_env("AUTH", e.database.pool),
+        "AUTH_EMAIL_TOKEN_TTL_S": str(e.e2e.email_token_ttl_s),
     }
 
 
-def backend_env() -> dict[str, str]:
-    e = expected()
+def _pool_env(prefix: str, pool: DatabasePool) -> dict[str, str]:
+    return {f"{prefix}_DB_POOL_SIZE": str(pool.size), f"{prefix}_DB_MAX_OVERFLOW": str(pool.max_overflow),
+            f"{prefix}_DB_POOL_TIMEOUT_S": str(pool.timeout_s)}
+
+
+def backend_env(expect: Expect | None = None) -> dict[str, str]:
+    """The backend's variables for `expect` (local params' by default)."""
+    e = expect or expected()
     ws, agents, ch, on_auth = e.ws, e.agents, e.clickhouse, e.backend
     return {
         "BACKEND_AUDIENCE": e.auth.audience,
@@ -81,4 +91,7 @@ def backend_env() -> dict[str, str]:
         "BACKEND_EVENTS_BATCH_MAX_ROWS": str(ch.batch_max_rows),
         "BACKEND_EVENTS_BATCH_MAX_BYTES": str(ch.batch_max_bytes),
         "BACKEND_CLICKHOUSE_PARTS_DEGRADED_AT": str(ch.parts_degraded_at),
+        **_pool_env("BACKEND", e.database.pool),
+        "BACKEND_PAYMENTS_WEBHOOK_TOLERANCE_S": str(e.e2e.webhook_tolerance_s),
+        "BACKEND_PLAN_PRICES_CENTS": json.dumps(e.e2e.plan_prices_cents),
     }

@@ -7,13 +7,20 @@ import hashlib
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import asyncpg
+import psutil
 
 from workbook.stack.service import Launch, ServiceSpec, find_binary
 from workbook.stack.state import Paths, write_private
 
+# A killed postmaster stays a zombie until its new parent reaps it; PostgreSQL will not start
+# while the PID its lock file names exists, so a restart right after a kill waits this long for it.
+REAPED_WAIT_S = 10.0
+# A recovering copy of the cluster needs at least the primary's (start_copy).
+MAX_CONNECTIONS = 200
 # PostgreSQL will not run as root; when we are root it runs as this unprivileged user.
 SYSTEM_USER = "workbook-pg"
 
@@ -44,6 +51,23 @@ def _as_root_user(data: Path, binaries: Path) -> str | None:
     return SYSTEM_USER
 
 
+def _wait_killed_postmaster_reaped(data: Path) -> None:
+    """A postmaster killed a moment ago (a fault check's crash) may still be a zombie: wait, bounded,
+    until it is gone. A live process under that PID is left for PostgreSQL itself to judge."""
+    try:
+        pid = int((data / "postmaster.pid").read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    deadline = time.monotonic() + REAPED_WAIT_S
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.05)
+
+
 class Postgres(ServiceSpec):
     name = "postgres"
     user = "postgres"
@@ -60,7 +84,13 @@ class Postgres(ServiceSpec):
             shutil.rmtree(data)
         data.mkdir(parents=True, exist_ok=True)
         data.chmod(0o700)
+        _wait_killed_postmaster_reaped(data)
+        archive = wal_archive(paths)
+        archive.mkdir(parents=True, exist_ok=True)
+        archive.chmod(0o700)
         run_as = _as_root_user(data, binaries)
+        if run_as:
+            shutil.chown(archive, run_as)
         if not (data / "PG_VERSION").exists():
             pwfile = paths.base / "pg.pw"
             write_private(pwfile, password)
@@ -83,13 +113,18 @@ class Postgres(ServiceSpec):
             "-c", "listen_addresses=127.0.0.1",
             # The socket dir must be short (108-byte limit) and writable by the server's user.
             "-c", f"unix_socket_directories={data}",
-            "-c", "max_connections=200",
+            "-c", f"max_connections={MAX_CONNECTIONS}",
             "-c", "logging_collector=off",
             # Every agent step is its own commit: without a flush to disk per commit (3-4 ms on a
             # busy disk here, 0.5 ms without) a run of 26 steps is ~80 ms shorter. A killed server
             # loses nothing (its writes are in the OS's cache); only a machine crash could, and the
             # embedded stack's data is throwaway.
             "-c", "fsync=off",
+            # Every completed WAL segment is copied to the archive: with a base backup
+            # (pg_basebackup) it recovers the cluster to any moment since (point-in-time recovery,
+            # 04_database's backup checks). The checks that use it remove what they no longer need.
+            "-c", "archive_mode=on",
+            "-c", f"archive_command=test ! -f {archive}/%f && cp %p {archive}/%f",
         ]
         return Launch(argv=argv, user=run_as)
 
@@ -107,6 +142,11 @@ class Postgres(ServiceSpec):
         return asyncio.run(ask())
 
 
+def wal_archive(paths: Paths) -> Path:
+    """Where the stack's PostgreSQL archives its WAL segments."""
+    return paths.base / "wal_archive"
+
+
 def ensure_database(url: str, password: str, name: str) -> None:
     """Create database `name` on the stack's PostgreSQL unless it exists (a platform service's own)."""
 
@@ -122,3 +162,17 @@ def ensure_database(url: str, password: str, name: str) -> None:
             await conn.close()
 
     asyncio.run(run())
+
+
+def start_copy(data: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """Start a PostgreSQL on a copy of the stack's cluster (a restored base backup) at
+    127.0.0.1:`port`, as the stack's server runs, archiving nothing. The caller stops it."""
+    binaries = bin_dir()
+    data.chmod(0o700)
+    run_as = _as_root_user(data, binaries)
+    argv = [str(binaries / "postgres"), "-D", str(data), "-p", str(port), "-c", "listen_addresses=127.0.0.1",
+            "-c", f"unix_socket_directories={data}", "-c", "archive_mode=off", "-c", "fsync=off",
+            "-c", f"max_connections={MAX_CONNECTIONS}",
+            "-c", "logging_collector=off"]
+    with log.open("ab") as out:
+        return subprocess.Popen(argv, user=run_as, stdout=out, stderr=subprocess.STDOUT)

@@ -52,6 +52,12 @@ class ServiceSpec(ABC):
     database_env: str | None = None
     shared_state_env: tuple[str, ...] = ()
 
+    @property
+    def secret_name(self) -> str:
+        """Whose generated password the service answers to: its own, unless it is a copy of
+        another (a Redis replica takes its primary's, since Sentinel may make it the primary)."""
+        return self.name
+
     def second_instance_env(self, port: int) -> dict[str, str]:
         """Settings a second instance needs to be told apart from the stack's own (workbook.faults)."""
         return {}

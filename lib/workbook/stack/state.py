@@ -63,6 +63,21 @@ class ServiceState(BaseModel):
         except psutil.Error:
             return None
 
+    def listening_ports(self) -> set[int] | None:
+        """TCP ports our process or its children listen on; None if it is not running. Children
+        come and go while this reads (PostgreSQL forks one per connection): one that ended
+        between the listing and its reading listened on nothing any more."""
+        proc = self.process()
+        if proc is None:
+            return None
+        ports: set[int] = set()
+        for p in [proc, *proc.children(recursive=True)]:
+            try:
+                ports |= {c.laddr.port for c in p.net_connections("tcp") if c.status == psutil.CONN_LISTEN}
+            except psutil.NoSuchProcess:
+                continue
+        return ports
+
 
 class StackState(BaseModel):
     services: dict[str, ServiceState] = {}

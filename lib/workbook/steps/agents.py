@@ -420,8 +420,9 @@ def event_order_view(events: Iterable[Event], run_id: str) -> list[tuple[str, in
 
 def assert_events_are_steps(events: Sequence[Event], steps: Sequence[Step]) -> None:
     """Each event is one persisted step: same id, kind, seq, agent and detail, in the same order
-    (an event adds the agent, step number, run context and instance to the step's detail)."""
-    added = {"agent", "step", "context", "instance_id"}
+    (an event adds the agent, step number, run context, instance and the trace it belongs to, when
+    traced, to the step's detail)."""
+    added = {"agent", "step", "context", "instance_id", "trace_id", "span_id"}
     assert [(e["event_id"], e["type"], e["payload"]["step"], e["payload"]["agent"]) for e in events] == \
         [(s["event_id"], s["kind"], s["seq"], s["agent"]) for s in steps], \
         f"events {[e['type'] for e in events]} vs steps {step_kinds(steps)}"

@@ -237,6 +237,24 @@ class AsyncAuth(ApiClient):
             return
         await self.revoke_all_sessions(resp.json()["access_token"])
 
+    # -- email links and profile ------------------------------------------------------------------
+
+    async def verification_status(self, token: str) -> str:
+        """What using a verification link now would meet (valid, expired, used, unknown), without using it."""
+        return expect(await self.get("/auth/verify-email", params={"token": token}), 200, "verification status").json()["status"]
+
+    async def verify_email_raw(self, token: str) -> httpx.Response:
+        return await self.post("/auth/verify-email", json={"token": token})
+
+    async def request_reset_raw(self, email: str) -> httpx.Response:
+        return await self.post("/auth/password-reset", json={"email": email})
+
+    async def confirm_reset_raw(self, token: str, new_password: str) -> httpx.Response:
+        return await self.post("/auth/password-reset/confirm", json={"token": token, "new_password": new_password})
+
+    async def complete_profile_raw(self, access: str, display_name: str) -> httpx.Response:
+        return await self.patch("/auth/users/me", json={"display_name": display_name}, token=access)
+
 
 def auth(env: Env, service: str = "auth", url: str | None = None) -> AsyncAuth:
     """The auth service client for `env` (close it with `await client.aclose()` or `async with`);

@@ -58,6 +58,14 @@ class AsyncBackend(ApiClient):
     async def delete_thread_raw(self, access: str, thread_id: str) -> httpx.Response:
         return await self.delete(f"/api/threads/{thread_id}", token=access)
 
+    async def create_thread_with_raw(self, access: str, **body: Any) -> httpx.Response:
+        """POST /api/threads with any body (`title`, and `message`: the thread's first message)."""
+        return await self.post("/api/threads", token=access, json=body)
+
+    async def edit_thread_raw(self, access: str, thread_id: str, **body: Any) -> httpx.Response:
+        """PATCH a thread with any body (`title`, and `version`: the version the edit applies to)."""
+        return await self.patch(f"/api/threads/{thread_id}", token=access, json=body)
+
     # -- admin and service-to-service -----------------------------------------------------------
 
     async def admin_user_threads_raw(self, access: str, user_id: str) -> httpx.Response:
@@ -210,12 +218,76 @@ class AsyncBackend(ApiClient):
     async def ready_raw(self) -> httpx.Response:
         return await self.get("/health/ready")
 
+    async def postgres_health(self) -> dict[str, Any]:
+        """PostgreSQL as this instance's readiness reports it (status, latency, pool)."""
+        return (await self.ready_raw()).json()["checks"]["postgres"]
+
     async def clickhouse_health(self) -> dict[str, Any]:
         """ClickHouse as this instance's readiness reports it (latency, parts, limits, inserts)."""
         return (await self.ready_raw()).json()["checks"]["clickhouse"]
 
     async def breakers(self) -> dict[str, Any]:
         return expect(await self.get("/api/metrics/circuit_breakers"), 200, "circuit breakers").json()["breakers"]
+
+    # -- billing and provider connections ----------------------------------------------------------
+
+    async def billing_config(self) -> dict[str, Any]:
+        return expect(await self.get("/api/billing/config"), 200, "GET /api/billing/config").json()
+
+    async def checkout_raw(self, access: str, plan: str) -> httpx.Response:
+        return await self.post("/api/billing/checkout", json={"plan": plan}, token=access)
+
+    async def webhook_raw(self, body: bytes, signature: str) -> httpx.Response:
+        return await self.post("/api/billing/webhook", content=body,
+                               headers={"Stripe-Signature": signature, "content-type": "application/json"})
+
+    async def invoices(self, access: str) -> list[dict[str, Any]]:
+        return expect(await self.get("/api/billing/invoices", token=access), 200, "invoices").json()["invoices"]
+
+    async def downgrade_raw(self, access: str) -> httpx.Response:
+        return await self.post("/api/billing/downgrade", token=access)
+
+    async def add_provider_raw(self, access: str, name: str, base_url: str, api_key: str) -> httpx.Response:
+        return await self.post("/api/providers", json={"name": name, "base_url": base_url, "api_key": api_key},
+                               token=access)
+
+    async def test_provider_raw(self, access: str, cid: str) -> httpx.Response:
+        return await self.post(f"/api/providers/{cid}/test", token=access)
+
+    async def rotate_provider_key_raw(self, access: str, cid: str, api_key: str) -> httpx.Response:
+        return await self.put(f"/api/providers/{cid}/key", json={"api_key": api_key}, token=access)
+
+    async def delete_provider_raw(self, access: str, cid: str) -> httpx.Response:
+        return await self.delete(f"/api/providers/{cid}", token=access)
+
+    async def providers(self, access: str) -> list[dict[str, Any]]:
+        return expect(await self.get("/api/providers", token=access), 200, "providers").json()["connections"]
+
+    # -- teams ------------------------------------------------------------------------------------
+
+    async def create_team_raw(self, access: str, name: str) -> httpx.Response:
+        return await self.post("/api/teams", json={"name": name}, token=access)
+
+    async def team(self, access: str, team_id: str) -> dict[str, Any]:
+        return expect(await self.get(f"/api/teams/{team_id}", token=access), 200, "GET team").json()
+
+    async def invite_raw(self, access: str, team_id: str, email: str, role: str) -> httpx.Response:
+        return await self.post(f"/api/teams/{team_id}/invites", json={"email": email, "role": role}, token=access)
+
+    async def accept_invite_raw(self, access: str, token: str) -> httpx.Response:
+        return await self.post("/api/teams/invites/accept", json={"token": token}, token=access)
+
+    async def remove_member_raw(self, access: str, team_id: str, user_id: str) -> httpx.Response:
+        return await self.delete(f"/api/teams/{team_id}/members/{user_id}", token=access)
+
+    async def create_team_thread_raw(self, access: str, team_id: str, title: str) -> httpx.Response:
+        return await self.post(f"/api/teams/{team_id}/threads", json={"title": title}, token=access)
+
+    async def team_messages_raw(self, access: str, team_id: str, thread_id: str) -> httpx.Response:
+        return await self.get(f"/api/teams/{team_id}/threads/{thread_id}/messages", token=access)
+
+    async def team_run_raw(self, access: str, team_id: str, thread_id: str, text: str) -> httpx.Response:
+        return await self.post(f"/api/teams/{team_id}/threads/{thread_id}/runs", json={"input": text}, token=access)
 
 
 def backend(env: Env, service: str = "backend", url: str | None = None) -> AsyncBackend:

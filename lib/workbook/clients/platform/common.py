@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from workbook.checks import using
+from workbook.checks import running, using
 from workbook.clients.scope import Check
 from workbook.params import Env
 
@@ -117,11 +117,22 @@ class ApiClient:
         self.env = env
         self.service = service
         self.url = (url or svc.url).rstrip("/")
-        timeout = httpx.Timeout(env.timeouts.request_s, connect=env.timeouts.connect_s)
-        self.http = httpx.AsyncClient(base_url=self.url, timeout=timeout)
+        self._timeout = httpx.Timeout(env.timeouts.request_s, connect=env.timeouts.connect_s)
+        self.http = httpx.AsyncClient(base_url=self.url, timeout=self._timeout)
+        self._check: object = None
 
     async def aclose(self) -> None:
         await self.http.aclose()
+
+    async def _connections_of_this_check(self) -> None:
+        # Another notebook may restart the service between two of our checks (never during one:
+        # a check holds what it uses): a keep-alive connection pooled before would meet a dead
+        # socket (ReadError on a request the new process never saw). Each check starts afresh.
+        now = running()
+        if now is not self._check:
+            self._check = now
+            old, self.http = self.http, httpx.AsyncClient(base_url=self.url, timeout=self._timeout)
+            await old.aclose()
 
     async def __aenter__(self) -> ApiClient:
         return self
@@ -137,6 +148,7 @@ class ApiClient:
         if ip is not None:
             h.setdefault("X-Forwarded-For", ip)
         await using(self.service)
+        await self._connections_of_this_check()
         return await self.http.request(method, path, headers=h, **kwargs)
 
     async def get(self, path: str, **kwargs: Any) -> httpx.Response:

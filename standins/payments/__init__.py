@@ -1,0 +1,1 @@
+"""The payment provider stand-in: Stripe-style checkout sessions and signed webhooks."""
