@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
+from workbook.checks import using
 from workbook.errors import ConfigError
 from workbook.params import Env
 
@@ -98,6 +99,16 @@ def refuse_unless_allowed(env: Env, plan: LoadPlan) -> None:
             raise LoadRefused(f"load target {host or url!r} is not in env '{env.name}' allowed_hosts {env.allowed_hosts}")
 
 
+async def hold_targets(env: Env, plan: LoadPlan) -> None:
+    """Hold every stack service the plan's URLs reach, as a client's request does: Locust's
+    requests leave from other processes, and a run spread over both backends lost half its
+    writes (status 0) to another notebook's fault restarting one meanwhile."""
+    targets = {urlsplit(url).netloc for url in plan.urls()}
+    for name, svc in env.services.items():
+        if svc.url and urlsplit(svc.url).netloc in targets:
+            await using(name)
+
+
 @dataclass
 class LoadResult:
     plan: LoadPlan
@@ -156,6 +167,7 @@ async def run(env: Env, plan: LoadPlan, credentials: Sequence[Credential], direc
     """Run `plan` with one credential per simulated user; `directory` is the check's own and
     holds the plan file, Locust's CSVs and each user's record until the check removes it."""
     refuse_unless_allowed(env, plan)
+    await hold_targets(env, plan)
     if len(credentials) < plan.users:
         raise LoadRefused(f"{plan.users} simulated users need as many credentials, got {len(credentials)}")
     directory.mkdir(parents=True, exist_ok=True)
