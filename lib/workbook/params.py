@@ -88,8 +88,12 @@ class Load(Strict):
     max_concurrency: int = Field(gt=0)
     max_requests: int = Field(gt=0)
     max_duration_s: float = Field(gt=0)
-    # Locust worker processes one load run may start beside its master (0: Locust in one process).
+    # Locust worker processes one load run may start beside its master (0: Locust in one process);
+    # with master_host, the workers that master must have connected before a run starts.
     workers: int = Field(0, ge=0)
+    # A Locust master the team runs (host:port of its web UI, started with the workbook's
+    # locustfile and --class-picker): runs go to it and its workers instead of processes here.
+    master_host: str | None = None
 
 
 # -- budgets: latency limits in milliseconds, per notebook -------------------------------------

@@ -16,18 +16,21 @@ writes what it did by status and the ids it created
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import os
 import re
 import signal
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import httpx
 import pandas as pd
 
 from workbook.checks import using
@@ -40,6 +43,8 @@ USER_CLASSES = {"core": "CoreJourney", "writes": "WriteHeavy", "logins": "LoginS
 Journey = Literal["core", "writes", "logins", "live", "read"]
 # Locust's own start (imports, forking workers) and its stop, on top of the run time.
 OVERHEAD_S = 20.0
+# How often a Locust worker sends its stats to the master (Locust's WORKER_REPORT_INTERVAL).
+WORKER_REPORT_S = 3.0
 
 
 class LoadRefused(ConfigError):
@@ -137,13 +142,19 @@ class LoadResult:
         return {int(k): int(v) for k, v in self.statuses.groupby("status")["count"].sum().items()}
 
 
-def _write_plan(plan: LoadPlan, credentials: Sequence[Credential], directory: Path) -> Path:
+def plan_body(plan: LoadPlan, credentials: Sequence[Credential], **where: str) -> dict[str, Any]:
+    """What the locustfile reads: the plan, one credential per simulated user, and `where` (the
+    run's directory here, or its id on a master elsewhere)."""
     per_user = max(1, plan.requests // max(1, len(credentials)))
-    body = {"dir": str(directory), "simulated_users": plan.users, "wait_s": plan.wait_s, "per_user_requests": per_user,
+    return {**where, "simulated_users": plan.users, "wait_s": plan.wait_s, "per_user_requests": per_user,
             "expected_refusals": list(plan.expected_refusals), "backend_urls": list(plan.backend_urls),
             "auth_urls": list(plan.auth_urls), "messages_per_thread": plan.messages_per_thread,
             "users": [{"id": c.id, "ns": c.ns, "access": c.access, "email": c.email, "password": c.password,
                        "ip": c.ip} for c in credentials]}
+
+
+def _write_plan(plan: LoadPlan, credentials: Sequence[Credential], directory: Path) -> Path:
+    body = plan_body(plan, credentials, dir=str(directory))
     path = directory / "plan.json"
     fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -170,6 +181,8 @@ async def run(env: Env, plan: LoadPlan, credentials: Sequence[Credential], direc
     await hold_targets(env, plan)
     if len(credentials) < plan.users:
         raise LoadRefused(f"{plan.users} simulated users need as many credentials, got {len(credentials)}")
+    if env.load.master_host:
+        return await on_master(env, plan, credentials, env.load.master_host)
     directory.mkdir(parents=True, exist_ok=True)
     plan_file = _write_plan(plan, credentials, directory)
     prefix = directory / "locust"
@@ -196,6 +209,75 @@ async def run(env: Env, plan: LoadPlan, credentials: Sequence[Credential], direc
                       statuses(per_user), per_user, workers_reported(text), wall, proc.returncode, text)
 
 
+async def on_master(env: Env, plan: LoadPlan, credentials: Sequence[Credential], master: str) -> LoadResult:
+    """Run `plan` on a Locust master the team runs (its workers anywhere), through its web API:
+    the plan posted with the run as `workbook_plan` (never logged), the run read back from the
+    workbook's `/workbook/run` route. The master is stopped, not quit, however the run ends."""
+    base = master if "://" in master else f"http://{master}"
+    run_id = uuid.uuid4().hex
+    user_class = USER_CLASSES[plan.journey]
+    async with httpx.AsyncClient(base_url=base, timeout=env.timeouts.request_s) as http:
+        now = await _master_run(http, master)
+        waited = time.monotonic() + OVERHEAD_S
+        while now["workers"] < plan.workers:
+            if time.monotonic() > waited:
+                raise LoadRefused(f"Locust master at {master} has {now['workers']} workers connected, "
+                                  f"params load.workers asks for {plan.workers}")
+            await asyncio.sleep(0.5)
+            now = await _master_run(http, master)
+        if now["state"] not in ("ready", "stopped"):
+            raise LoadRefused(f"Locust master at {master} is {now['state']}: another run is going on there")
+        t0 = time.perf_counter()
+        answer = (await http.post("/swarm", data={
+            "user_count": plan.users, "spawn_rate": plan.spawn_rate or plan.users, "host": plan.host,
+            "run_time": f"{max(1, round(plan.run_time_s))}s", "user_classes": user_class,
+            "workbook_plan": json.dumps(plan_body(plan, credentials, run=run_id))})).json()
+        if not answer.get("success"):
+            raise AssertionError(f"Locust master at {master} refused the run: {answer.get('message')}")
+        try:
+            got = await _until_done(http, master, run_id, user_class, plan.run_time_s + OVERHEAD_S)
+        except BaseException:
+            with contextlib.suppress(httpx.HTTPError):
+                await http.get("/stop")
+            raise
+        wall = time.perf_counter() - t0
+    return LoadResult(plan, stats_frame(got["stats"]), history_frame(got["history"]), statuses(got["records"]),
+                      got["records"], got["workers"], wall, None, "")
+
+
+async def _master_run(http: httpx.AsyncClient, master: str) -> dict[str, Any]:
+    try:
+        resp = await http.get("/workbook/run")
+    except httpx.HTTPError as e:
+        raise LoadRefused(f"Locust master at {master} did not answer: {type(e).__name__} {e}") from None
+    if resp.status_code == 404:
+        raise LoadRefused(f"Locust master at {master} has no /workbook/run: start it with -f {LOCUSTFILE.name} "
+                          "from lib/workbook/load")
+    resp.raise_for_status()
+    return resp.json()
+
+
+async def _until_done(http: httpx.AsyncClient, master: str, run_id: str, user_class: str,
+                      within_s: float) -> dict[str, Any]:
+    """The run once the master stopped it and every user that took a slot sent its record; a
+    run that did not end by itself within `within_s` fails."""
+    deadline = time.monotonic() + within_s
+    while True:
+        await asyncio.sleep(0.5)
+        got = await _master_run(http, master)
+        if got["run"] == run_id and got["classes"] != [user_class]:
+            raise AssertionError(f"Locust master at {master} runs {got['classes']}, not {user_class}: "
+                                 "start it with --class-picker")
+        if got["run"] == run_id and got["state"] == "stopped" and len(got["records"]) >= got["claimed"]:
+            if got["finished"] < got["claimed"]:
+                # stopped by its run time: workers report their last stats on their next tick
+                await asyncio.sleep(WORKER_REPORT_S)
+                got = await _master_run(http, master)
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the run on Locust master {master} did not end within {within_s:.0f} s: stopped")
+
+
 def percentile(times: dict[str, int], q: float) -> float:
     """Nearest-rank percentile (q in [0, 1]) of Locust's response-time histogram (ms -> count)."""
     ordered = sorted((float(ms), n) for ms, n in times.items())
@@ -213,8 +295,13 @@ def percentile(times: dict[str, int], q: float) -> float:
 def read_stats(path: Path) -> pd.DataFrame:
     """Per endpoint, from Locust's final JSON stats (written at its shutdown; its stats CSV is
     rewritten once a second while it runs and misses a run's last second)."""
+    return stats_frame(json.loads(path.read_text()))
+
+
+def stats_frame(entries: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Per endpoint, from Locust's serialized stats entries."""
     rows = []
-    for e in json.loads(path.read_text()):
+    for e in entries:
         span = max(e["last_request_timestamp"] - e["start_time"], 1e-3) if e["num_requests"] else 1.0
         times = e["response_times"]
         rows.append({"endpoint": f"{e['method']} {e['name']}", "requests": e["num_requests"],
@@ -230,6 +317,13 @@ def read_history(path: Path) -> pd.DataFrame:
     start = raw["Timestamp"].min() if len(raw) else 0
     return pd.DataFrame({"second": raw["Timestamp"] - start, "users": raw["User Count"],
                          "rps": raw["Requests/s"], "failures_per_s": raw["Failures/s"]}).reset_index(drop=True)
+
+
+def history_frame(history: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Per second, from a master's chart history (each value is [timestamp, value])."""
+    return pd.DataFrame({"second": range(len(history)), "users": [h["user_count"][1] for h in history],
+                         "rps": [h["current_rps"][1] for h in history],
+                         "failures_per_s": [h["current_fail_per_sec"][1] for h in history]})
 
 
 def statuses(per_user: Sequence[dict[str, Any]]) -> pd.DataFrame:
