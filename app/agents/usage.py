@@ -67,20 +67,16 @@ async def take_run(conn: AsyncConnection, settings: BackendSettings, user_id: st
         raise QuotaExceeded(plan, limit or 0, used, resets_at(day))
 
 
-async def set_plan(db: AsyncEngine, settings: BackendSettings, user_id: str, plan: str) -> None:
-    async with db.begin() as conn:
-        stmt = pg_insert(user_plans).values(user_id=uuid.UUID(user_id), plan=plan)
-        await conn.execute(stmt.on_conflict_do_update(index_elements=["user_id"],
-                                                      set_={"plan": plan, "updated_at": func.now()}))
-
-
 async def plan_status(db: AsyncEngine, settings: BackendSettings, user_id: str) -> dict[str, Any]:
     async with db.connect() as conn:
         plan = await plan_of(conn, settings, user_id)
         used = (await conn.execute(select(usage_daily.c.runs).where(
             usage_daily.c.user_id == uuid.UUID(user_id), usage_daily.c.day == today()))).scalar() or 0
+        # what an admin's plan change sends back to apply only to this state (0: never changed)
+        version = (await conn.execute(select(user_plans.c.version).where(
+            user_plans.c.user_id == uuid.UUID(user_id)))).scalar() or 0
     return {"plan": plan, "runs_per_day": settings.plan_runs_per_day[plan], "runs_today": used,
-            "resets_at": resets_at(today())}
+            "resets_at": resets_at(today()), "version": version}
 
 
 async def totals(db: AsyncEngine, user_id: str) -> dict[str, Any]:

@@ -23,7 +23,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.common.settings import BackendSettings
-from app.common.tables import billing_events, checkout_sessions, invoices, user_plans
+from app.backend.repositories import plans
+from app.common.tables import billing_events, checkout_sessions, invoices
 
 SIGNATURE_HEADER = "stripe-signature"
 
@@ -95,10 +96,7 @@ async def apply_event(db: AsyncEngine, s: BackendSettings, event: dict[str, Any]
         await conn.execute(update(checkout_sessions).where(checkout_sessions.c.id == session.id)
                            .values(status="complete", completed_at=datetime.now(timezone.utc)))
         period_end = datetime.now(timezone.utc) + timedelta(days=s.plan_period_days)
-        await conn.execute(pg_insert(user_plans).values(user_id=session.user_id, plan=session.plan, period_end=period_end)
-                           .on_conflict_do_update(index_elements=["user_id"], set_={
-                               "plan": session.plan, "period_end": period_end, "pending_plan": None,
-                               "updated_at": datetime.now(timezone.utc)}))
+        await plans.upgrade_paid(conn, session.user_id, session.plan, period_end)
         await conn.execute(invoices.insert().values(user_id=session.user_id, plan=session.plan,
                                                     amount_cents=int(obj.get("amount_total", session.amount_cents)),
                                                     currency=obj.get("currency", "usd"), event_id=event["id"],
@@ -116,12 +114,7 @@ def parse(body: bytes) -> dict[str, Any]:
 async def schedule_downgrade(db: AsyncEngine, s: BackendSettings, user_id: str) -> dict[str, Any] | None:
     """The plan becomes the default one when the paid period ends, not now: it was paid for."""
     async with db.begin() as conn:
-        row = (await conn.execute(update(user_plans).where(
-            user_plans.c.user_id == uuid.UUID(user_id), user_plans.c.period_end.is_not(None))
-            .values(pending_plan=s.default_plan, updated_at=datetime.now(timezone.utc))
-            .returning(user_plans.c.plan, user_plans.c.pending_plan, user_plans.c.period_end))).first()
-    return None if row is None else {"plan": row.plan, "pending_plan": row.pending_plan,
-                                     "changes_at": row.period_end.isoformat()}
+        return await plans.schedule_downgrade(conn, user_id, s.default_plan)
 
 
 async def list_invoices(db: AsyncEngine, user_id: str) -> list[dict[str, Any]]:

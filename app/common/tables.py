@@ -111,6 +111,8 @@ user_plans = Table(
     # A bought plan: paid until period_end, then pending_plan (a downgrade) if one is set.
     Column("period_end", DateTime(timezone=True)),
     Column("pending_plan", String(16)),
+    # Bumped by every change; an admin's change applies only from the version it read.
+    Column("version", Integer, nullable=False, server_default="1"),
 )
 
 checkout_sessions = Table(

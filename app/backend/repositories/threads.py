@@ -10,19 +10,16 @@ erasing the first without anyone knowing.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.backend.repositories import StaleVersion
 from app.common import threads as rows
 from app.common.tables import threads
 
-
-@dataclass
-class StaleVersion(Exception):
-    current: int
+__all__ = ["StaleVersion", "create", "rename"]
 
 
 async def create(conn: AsyncConnection, owner: str, title: str, first_message: str | None) -> dict[str, Any]:

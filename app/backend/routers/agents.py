@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from app.agents import usage
 from app.backend.context import Context
+from app.backend.repositories import plans
 from app.backend.deps import ctx, require_permission
 from app.backend.tokens import Principal
 from app.common.errors import ApiError
@@ -50,6 +51,8 @@ async def my_plan(who: Principal = Depends(require_permission("profile:read")),
 
 class PlanBody(BaseModel):
     plan: str = Field(min_length=1, max_length=16)
+    # the plan's version as read (GET .../plan); the change applies only to that version
+    version: int | None = Field(None, ge=0, le=2**31 - 1)
 
 
 @router.put("/api/admin/users/{user_id}/plan")
@@ -57,7 +60,12 @@ async def set_plan(user_id: uuid.UUID, body: PlanBody, _: Principal = Depends(re
                    c: Context = Depends(ctx)) -> dict[str, Any]:
     if body.plan not in c.settings.plan_runs_per_day:
         raise ApiError(422, "unknown_plan", f"plan must be one of {', '.join(c.settings.plan_runs_per_day)}")
-    await usage.set_plan(c.db, c.settings, str(user_id), body.plan)
+    try:
+        async with c.db.begin() as conn:
+            await plans.set_plan(conn, str(user_id), body.plan, body.version)
+    except plans.StaleVersion as e:
+        raise ApiError(409, "version_conflict", f"the plan is at version {e.current}, not {body.version}",
+                       current_version=e.current) from None
     return await usage.plan_status(c.db, c.settings, str(user_id))
 
 

@@ -128,8 +128,10 @@ class AsyncBackend(ApiClient):
     async def plan(self, access: str) -> dict[str, Any]:
         return expect(await self.get("/api/users/me/plan", token=access), 200, "GET plan").json()
 
-    async def set_plan_raw(self, admin_access: str, user_id: str, plan: str) -> httpx.Response:
-        return await self.put(f"/api/admin/users/{user_id}/plan", token=admin_access, json={"plan": plan})
+    async def set_plan_raw(self, admin_access: str, user_id: str, plan: str, version: int | None = None) -> httpx.Response:
+        """An admin's plan change; with `version` (as GET plan read it) it applies only to that version."""
+        body: dict[str, Any] = {"plan": plan} if version is None else {"plan": plan, "version": version}
+        return await self.put(f"/api/admin/users/{user_id}/plan", token=admin_access, json=body)
 
     async def supply_models(self, access: str) -> list[dict[str, Any]]:
         return expect(await self.get("/api/supply/models", token=access), 200, "supply models").json()["models"]
