@@ -1,4 +1,5 @@
-"""User rows: create (race-free on email), look up, change role or password, delete."""
+"""User rows: create (race-free on email), look up (also by an OIDC identity), change role or
+password, delete."""
 
 from __future__ import annotations
 
@@ -10,11 +11,19 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.auth.models import users
+from app.auth.models import oidc_identities, users
 
 
 class EmailTaken(Exception):
     pass
+
+
+class NoEmail(Exception):
+    """An OIDC identity seen for the first time came without an email to make its account with."""
+
+
+class UnverifiedEmailTaken(Exception):
+    """An account has the identity's email, which the provider does not vouch for: no link."""
 
 
 @dataclass(frozen=True)
@@ -82,3 +91,26 @@ async def mark_verified(conn: AsyncConnection, user_id: uuid.UUID) -> None:
 
 async def set_display_name(conn: AsyncConnection, user_id: uuid.UUID, name: str) -> None:
     await conn.execute(update(users).where(users.c.id == user_id).values(display_name=name))
+
+
+async def for_identity(conn: AsyncConnection, issuer: str, subject: str, email: str | None, email_verified: bool,
+                       role: str) -> User:
+    """The user an OIDC identity logs in as: the one it is linked to; else the account with its
+    email when the provider vouches for that email (linked now); else a new account (`role`)."""
+    key = (oidc_identities.c.issuer == issuer) & (oidc_identities.c.subject == subject)
+    row = (await conn.execute(select(oidc_identities.c.user_id).where(key))).first()
+    if row is not None:
+        await conn.execute(update(oidc_identities).where(key).values(last_login_at=func.now()))
+        user = await by_id(conn, row.user_id)
+        assert user is not None  # the FK cascades identities away with their user
+        return user
+    if not email:
+        raise NoEmail()
+    user = await by_email(conn, email)
+    if user is not None and not email_verified:
+        raise UnverifiedEmailTaken()
+    if user is None:
+        user = await create(conn, email, None, role)
+    await conn.execute(oidc_identities.insert().values(issuer=issuer, subject=subject, user_id=user.id,
+                                                       last_login_at=func.now()))
+    return user

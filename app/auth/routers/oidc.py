@@ -8,15 +8,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
-from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.auth import grants, users
 from app.auth.context import Context
 from app.auth.deps import actor, ctx
 from app.common.errors import ApiError
-from app.auth.models import oidc_identities
-from app.auth.oidc import Identity, OidcClient, OidcError
+from app.auth.oidc import OidcClient, OidcError
 from app.auth.roles import DEFAULT_ROLE
 
 router = APIRouter(prefix="/auth/oidc", tags=["oidc"])
@@ -35,26 +32,6 @@ async def login(request: Request, oidc: OidcClient = Depends(client), c: Context
     return RedirectResponse(await oidc.authorization_url(redirect_uri), status_code=302)
 
 
-async def _user_for(conn: AsyncConnection, ident: Identity) -> users.User:
-    key = (oidc_identities.c.issuer == ident.issuer) & (oidc_identities.c.subject == ident.subject)
-    row = (await conn.execute(select(oidc_identities.c.user_id).where(key))).first()
-    if row is not None:
-        await conn.execute(update(oidc_identities).where(key).values(last_login_at=func.now()))
-        user = await users.by_id(conn, row.user_id)
-        assert user is not None  # the FK cascades identities away with their user
-        return user
-    if not ident.email:
-        raise ApiError(400, "oidc_no_email", "the provider gave no email for this account")
-    user = await users.by_email(conn, ident.email)
-    if user is not None and not ident.email_verified:
-        raise ApiError(409, "account_exists", "an account with this email exists; log in with its password")
-    if user is None:
-        user = await users.create(conn, ident.email, None, DEFAULT_ROLE)
-    await conn.execute(oidc_identities.insert().values(issuer=ident.issuer, subject=ident.subject, user_id=user.id,
-                                                       last_login_at=func.now()))
-    return user
-
-
 @router.get("/callback", name="oidc_callback")
 async def callback(request: Request, code: str | None = None, state: str | None = None, error: str | None = None,
                    error_description: str | None = None, oidc: OidcClient = Depends(client),
@@ -71,8 +48,13 @@ async def callback(request: Request, code: str | None = None, state: str | None 
     who = actor(request)
     try:
         async with c.db.begin() as conn:
-            user = await _user_for(conn, ident)
+            user = await users.for_identity(conn, ident.issuer, ident.subject, ident.email, ident.email_verified,
+                                            DEFAULT_ROLE)
             pair = await grants.open_session(c, conn, user, who.ip, who.user_agent, "oidc")
+    except users.NoEmail:
+        raise ApiError(400, "oidc_no_email", "the provider gave no email for this account") from None
+    except users.UnverifiedEmailTaken:
+        raise ApiError(409, "account_exists", "an account with this email exists; log in with its password") from None
     except users.EmailTaken:
         raise ApiError(409, "account_exists", "an account with this email was created concurrently") from None
     await c.audit.record("oidc_login", who, user.id, user.email, issuer=ident.issuer)
