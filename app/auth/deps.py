@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from app.auth.audit import Actor
 from app.auth.context import Context
 from app.common.bearer import bearer_token
+from app.common.pool import acting_as
 from app.common.errors import ApiError, unauthorized
 from app.common.jwt_rules import InvalidToken
 
@@ -64,7 +65,9 @@ async def live_claims(c: Context, token: str, expected: str | tuple[str, ...]) -
 
 
 async def user_claims(request: Request) -> Claims:
-    return await live_claims(ctx(request), bearer(request), "access")
+    claims = await live_claims(ctx(request), bearer(request), "access")
+    acting_as.set(claims["sub"])  # the role audit trigger names this user as the actor of the request's changes
+    return claims
 
 
 def require_permission(permission: str) -> Callable[..., Awaitable[Claims]]:
