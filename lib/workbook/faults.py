@@ -37,6 +37,7 @@ from workbook import checks
 from workbook.checks import skip
 from workbook.clients.scope import Check
 from workbook.errors import WorkbookError
+from workbook.orphans import die_with_parent
 from workbook.params import Env
 from workbook.paths import project_root
 from workbook.settle import wait_settled
@@ -237,7 +238,7 @@ class Instance:
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
             *self.argv, env=self.env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+            stderr=asyncio.subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent)
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:

@@ -35,6 +35,7 @@ import pandas as pd
 
 from workbook.checks import using
 from workbook.errors import ConfigError
+from workbook.orphans import die_with_parent
 from workbook.params import Env
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -190,7 +191,7 @@ async def run(env: Env, plan: LoadPlan, credentials: Sequence[Credential], direc
     proc = await asyncio.create_subprocess_exec(
         *command(plan, prefix), env={**os.environ, "WORKBOOK_LOAD_PLAN": str(plan_file)},
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True)
+        start_new_session=True, preexec_fn=die_with_parent)
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), plan.run_time_s + OVERHEAD_S)
     except TimeoutError:
