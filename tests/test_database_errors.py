@@ -1,9 +1,11 @@
-"""How the platform answers a database that went away, or a pool with nothing free: 503 with a
-machine-readable reason and Retry-After, never a 500 (app.common.errors)."""
+"""How the platform answers a database that went away, a pool with nothing free, or a Redis that
+is not writable during a failover: 503 with a machine-readable reason and Retry-After, never a
+500 (app.common.errors)."""
 
 from __future__ import annotations
 
 import asyncpg
+import redis.exceptions
 import sqlalchemy.exc
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -49,3 +51,8 @@ def test_other_database_errors_stay_500() -> None:
 def test_asyncpg_names_the_sqlstates_treated_as_lost() -> None:
     assert asyncpg.AdminShutdownError.sqlstate == "57P01"
     assert all(code.startswith(("08", "57P")) for code in errors.LOST_SQLSTATES)
+
+
+def test_write_to_a_demoted_redis_primary_is_503() -> None:
+    resp = _app(redis.exceptions.ReadOnlyError("You can't write against a read only replica.")).get("/boom")
+    assert resp.status_code == 503 and resp.json()["dependency"] == "redis", resp.json()

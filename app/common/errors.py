@@ -93,8 +93,10 @@ def install(app: FastAPI, http_dependency: str) -> None:
             return await unavailable(request, exc)
         return await bug(request, exc)
 
-    for kind in (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, httpx.TransportError,
-                 sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.TimeoutError,
+    # ReadOnlyError: a write reached a primary Sentinel has just demoted (retried, still READONLY):
+    # Redis is not writable now, which is the dependency being away, not a bug.
+    for kind in (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.ReadOnlyError,
+                 httpx.TransportError, sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.TimeoutError,
                  ClickHouseUnreachable, ConnectionError, TimeoutError, OSError):
         app.add_exception_handler(kind, unavailable)
 
