@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from redis.asyncio import Redis
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -81,15 +81,23 @@ async def invite(db: AsyncEngine, team_id: uuid.UUID, email: str, role: str, by:
     return token
 
 
-async def accept(db: AsyncEngine, redis: Redis, token: str, user_id: str) -> dict[str, Any] | None:
-    """Join the team with the invitation's role (once, before it expires); None if it cannot be used."""
+class NotTheInvitee(Exception):
+    """The invitation was sent to another email than the accepting user's."""
+
+
+async def accept(db: AsyncEngine, redis: Redis, token: str, user_id: str, email: str) -> dict[str, Any] | None:
+    """Join the team with the invitation's role (once, before it expires, as the user it was sent
+    to: a forwarded or leaked link joins no one else); None if it cannot be used."""
     now = datetime.now(timezone.utc)
+    usable = (team_invites.c.token_hash == _hash(token), team_invites.c.accepted_at.is_(None),
+              team_invites.c.expires_at > now)
     async with db.begin() as conn:
         inv = (await conn.execute(update(team_invites).where(
-            team_invites.c.token_hash == _hash(token), team_invites.c.accepted_at.is_(None),
-            team_invites.c.expires_at > now).values(accepted_at=now)
+            *usable, func.lower(team_invites.c.email) == email.lower()).values(accepted_at=now)
             .returning(team_invites.c.team_id, team_invites.c.role))).first()
         if inv is None:
+            if (await conn.execute(select(team_invites.c.token_hash).where(*usable))).first() is not None:
+                raise NotTheInvitee()
             return None
         await conn.execute(pg_insert(team_members).values(team_id=inv.team_id, user_id=uuid.UUID(user_id), role=inv.role)
                            .on_conflict_do_update(index_elements=["team_id", "user_id"], set_={"role": inv.role}))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 
-from app.auth import service_clients
+from app.auth import service_clients, users
 from app.auth.context import Context
 from app.auth.deps import Claims, actor, ctx, live_claims, require_scope
 from app.common.errors import ApiError, unauthorized
@@ -34,10 +34,17 @@ async def service_token(body: ServiceTokenRequest, request: Request, c: Context 
 @router.post("/introspect")
 async def introspect(body: IntrospectRequest, _: Claims = Depends(require_scope("auth:introspect")),
                      c: Context = Depends(ctx)) -> dict[str, object]:
-    """RFC 7662-style: `active` plus the claims; revocation and ended sessions count as inactive."""
+    """RFC 7662-style: `active` plus the claims, and a user token's current email (what the
+    backend holds a team invitation's addressee to); revocation and ended sessions count as inactive."""
     try:
         claims = await live_claims(c, body.token, ("access", "refresh", "service"))
     except ApiError as e:
         return {"active": False, "reason": e.detail}
+    if claims["type"] != "service":
+        async with c.db.connect() as conn:
+            user = await users.by_id(conn, claims["sub"])
+        if user is None:
+            return {"active": False, "reason": "user deleted"}
+        claims = {**claims, "email": user.email}
     return {"active": True, **claims}
 

@@ -9,16 +9,16 @@ import logging
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
 from app.backend import teams
 from app.backend.context import Context
-from app.backend.deps import ctx, require_permission
+from app.backend.deps import bearer, ctx, require_permission
 from app.backend.routers.billing import require_verified
 from app.backend.routers.runs import submit
 from app.backend.runs import RunRequest
-from app.backend.tokens import Principal
+from app.backend.tokens import Principal, refused
 from app.common import threads
 from app.common.errors import ApiError
 from app.common.text import StorableStr
@@ -98,9 +98,16 @@ async def invite(team_id: uuid.UUID, body: InviteBody, who: Principal = Depends(
 
 
 @router.post("/invites/accept")
-async def accept(body: AcceptBody, who: Principal = Depends(require_permission("threads:read")),
+async def accept(body: AcceptBody, request: Request, who: Principal = Depends(require_permission("threads:read")),
                  c: Context = Depends(ctx)) -> dict[str, Any]:
-    joined = await teams.accept(c.db, c.redis, body.token, who.sub)
+    # The caller's email is auth's, read now: a token says who, not which address they hold today.
+    verdict = await c.auth.introspect(bearer(request))
+    if not verdict.get("active"):
+        raise refused(f"token no longer active at auth ({verdict.get('reason', 'inactive')})")
+    try:
+        joined = await teams.accept(c.db, c.redis, body.token, who.sub, str(verdict.get("email", "")))
+    except teams.NotTheInvitee:
+        raise ApiError(403, "not_the_invitee", "this invitation was sent to another email address") from None
     if joined is None:
         raise ApiError(400, "invalid_invitation", "this invitation is not valid (used, expired or unknown)")
     return joined
