@@ -31,3 +31,9 @@ def test_the_model_breaker_open_in_the_dependency_map_is_named() -> None:
     opened = {**SETTLED, "dependencies": {"llm": {"status": "degraded", "required": False, "breaker": "open"},
                                           "redis": {"status": "ok", "required": True, "breaker": "closed"}}}
     assert unsettled(opened) == ["llm breaker open"]
+
+
+def test_a_redis_listener_not_back_yet_is_named() -> None:
+    waiting = {**SETTLED, "listeners": {"events": True, "signing_keys": True, "config": False}}
+    assert unsettled(waiting) == ["config listener down"]
+    assert unsettled({**SETTLED, "listeners": {"events": True, "signing_keys": True, "config": True}}) == []

@@ -41,6 +41,8 @@ class LiveConfig(Generic[S]):
         self.version = 0
         self.reloaded: set[str] = set()
         self.base = get()
+        # Subscribed to the reload channel now: a reload made while not is only seen at the next resync.
+        self.listening = False
         self._task: asyncio.Task[None] | None = None
 
     def validated(self, changes: dict[str, Any]) -> S:
@@ -121,6 +123,7 @@ class LiveConfig(Generic[S]):
                 await self.sync()
                 async with self.redis.pubsub() as ps:
                     await ps.subscribe(self.channel)
+                    self.listening = True
                     while True:
                         # A message, or RESYNC_S without one: either way the stored change decides.
                         await ps.get_message(ignore_subscribe_messages=True, timeout=RESYNC_S)
@@ -128,5 +131,6 @@ class LiveConfig(Generic[S]):
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # Redis away: keep the running configuration, try again
+                self.listening = False
                 log.warning("%s configuration listener: %s", self.service, type(e).__name__)
                 await asyncio.sleep(RESYNC_S)

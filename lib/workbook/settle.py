@@ -36,6 +36,11 @@ def unsettled(ready: dict[str, Any]) -> list[str]:
                 found.append(f"{name} breaker open")
             if isinstance(dep, dict) and dep.get("subscribed") is False:
                 found.append(f"{name} not subscribed")
+    # Each Redis subscription comes back on its own clock after Redis does (a hot reload, a key
+    # retirement not heard meanwhile): all of them, not only the events'.
+    for name, up in (ready.get("listeners") or {}).items():
+        if up is False:
+            found.append(f"{name} listener down")
     return list(dict.fromkeys(found))
 
 

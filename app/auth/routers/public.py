@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
@@ -85,7 +85,7 @@ async def _oidc(c: Context) -> None:
 
 
 @router.get("/health/ready")
-async def ready(c: Context = Depends(ctx)) -> JSONResponse:
+async def ready(request: Request, c: Context = Depends(ctx)) -> JSONResponse:
     names = ("postgres", "redis", "keys", "oidc")
     results = await asyncio.gather(_check(_postgres(c)), _check(c.redis.ping()), _check(_keys(c)),
                                    _check(_oidc(c)))
@@ -105,4 +105,5 @@ async def ready(c: Context = Depends(ctx)) -> JSONResponse:
     return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks,
                          "health": "down" if down else "degraded" if degraded else "ok", "down": down,
                          "degraded": degraded, "dependencies": deps, "postgres_pool": pool.stats(c.db),
+                         "listeners": {"config": request.app.state.live_config.listening},
                          "version": c.settings.version}, 200 if ok else 503)

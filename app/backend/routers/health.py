@@ -100,7 +100,7 @@ def dependency(name: str, probe: dict[str, Any], required: bool, breaker: str | 
 
 
 @router.get("/health/ready")
-async def ready(c: Context = Depends(ctx)) -> JSONResponse:
+async def ready(request: Request, c: Context = Depends(ctx)) -> JSONResponse:
     pg, redis, clickhouse, llm, auth_probe = await asyncio.gather(
         _probe(_postgres(c)), _probe(c.redis.ping()), _clickhouse(c), _probe(_llm(c)), _probe(_auth_live(c)))
     pg["pool"] = pool.stats(c.db)
@@ -136,7 +136,10 @@ async def ready(c: Context = Depends(ctx)) -> JSONResponse:
                          "health": "down" if down else "degraded" if degraded else "ok",
                          "down": down, "degraded": degraded, "dependencies": deps,
                          "checks": {"postgres": pg, "redis": redis, "auth": auth, "events": events,
-                                    "clickhouse": clickhouse, "llm": llm}},
+                                    "clickhouse": clickhouse, "llm": llm},
+                         # Redis subscriptions: each is made again after Redis comes back, each on its own clock.
+                         "listeners": {"events": c.hub.listening, "signing_keys": request.app.state.key_changes.listening,
+                                       "config": request.app.state.live_config.listening}},
                         200 if ok else 503)
 
 
