@@ -236,6 +236,12 @@ class Instance:
         self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        if self.argv[-1] != "--check-config":
+            # It talks to the stack's services as the stack's own instance does: another notebook's
+            # fault must not take them away mid-check (a Redis restart freed the pool of one that
+            # 07's exhausted-pool check relies on being held).
+            for dep in self.spec.depends_on:
+                await checks.using(dep)
         self.proc = await asyncio.create_subprocess_exec(
             *self.argv, env=self.env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent)
