@@ -72,7 +72,7 @@ def test_refusals_and_failures_counted_by_status(server: str, tmp_path: Path) ->
 
 
 def test_no_credential_on_the_command_line(tmp_path: Path) -> None:
-    argv = command(LoadPlan("read", users=2, requests=6, run_time_s=3, host="http://127.0.0.1:1"), tmp_path / "x")
+    argv = command(LoadPlan("read", users=2, requests=6, run_time_s=3, host="http://127.0.0.1:1"), tmp_path / "x", 1)
     assert not any("secret-token" in a for a in argv) and "--headless" in argv
 
 
@@ -157,3 +157,16 @@ def test_unreachable_master_named() -> None:
     with pytest.raises(LoadRefused, match="Locust master at 127.0.0.1:[0-9]+ did not answer"):
         asyncio.run(run(env, LoadPlan("live", users=1, requests=1, run_time_s=1, host="http://127.0.0.1:1"), creds(1),
                         Path("/nonexistent")))
+
+
+def test_two_distributed_runs_at_once_keep_their_own_workers(server: str, tmp_path: Path) -> None:
+    """Two workbooks on one machine: each run's master and workers on a port of its own."""
+    env = load_params("local")
+    plan = LoadPlan("live", users=4, requests=40, run_time_s=15, host=server, workers=2)
+
+    async def both() -> list:
+        return list(await asyncio.gather(run(env, plan, creds(4), tmp_path / "a"), run(env, plan, creds(4), tmp_path / "b")))
+
+    results = asyncio.run(both())
+    assert [(r.workers, r.total_requests) for r in results] == [(2, 40), (2, 40)], [r.output[-300:] for r in results]
+    assert len(Live.seen) == 80

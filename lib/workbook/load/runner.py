@@ -37,6 +37,7 @@ from workbook.checks import using
 from workbook.errors import ConfigError
 from workbook.orphans import die_with_parent
 from workbook.params import Env
+from workbook.stack.manager import free_port
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 USER_CLASSES = {"core": "CoreJourney", "writes": "WriteHeavy", "logins": "LoginStorm", "live": "HealthLive",
@@ -163,15 +164,18 @@ def _write_plan(plan: LoadPlan, credentials: Sequence[Credential], directory: Pa
     return path
 
 
-def command(plan: LoadPlan, csv_prefix: Path) -> list[str]:
-    """The `locust` command line of a plan (no credential on it)."""
+def command(plan: LoadPlan, csv_prefix: Path, bus_port: int) -> list[str]:
+    """The `locust` command line of a plan (no credential on it). Its master and workers talk on
+    `bus_port`, a free port of this run's own: on Locust's default (5557) two runs at once (two
+    workbooks on one machine) shared workers, or the second found no master."""
     argv = ["locust", "-f", str(LOCUSTFILE), USER_CLASSES[plan.journey], "--headless",
             "--users", str(plan.users), "--spawn-rate", str(plan.spawn_rate or plan.users),
             "--run-time", f"{max(1, round(plan.run_time_s))}s", "--host", plan.host, "--csv", str(csv_prefix),
             "--json-file", str(csv_prefix), "--only-summary", "--stop-timeout", "2", "--loglevel", "INFO",
             "--exit-code-on-error", "0"]
     if plan.workers:
-        argv += ["--processes", str(plan.workers)]
+        argv += ["--processes", str(plan.workers), "--master-bind-host", "127.0.0.1",
+                 "--master-bind-port", str(bus_port), "--master-host", "127.0.0.1", "--master-port", str(bus_port)]
     return argv
 
 
@@ -189,7 +193,7 @@ async def run(env: Env, plan: LoadPlan, credentials: Sequence[Credential], direc
     prefix = directory / "locust"
     t0 = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
-        *command(plan, prefix), env={**os.environ, "WORKBOOK_LOAD_PLAN": str(plan_file)},
+        *command(plan, prefix, free_port()), env={**os.environ, "WORKBOOK_LOAD_PLAN": str(plan_file)},
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         start_new_session=True, preexec_fn=die_with_parent)
     try:
