@@ -35,6 +35,7 @@ import httpx
 
 from workbook import checks
 from workbook.checks import skip
+from workbook.clients import tls
 from workbook.clients.scope import Check
 from workbook.errors import WorkbookError
 from workbook.orphans import die_with_parent
@@ -274,7 +275,7 @@ class Instance:
     async def wait_answering(self, path: str, timeout_s: float) -> httpx.Response:
         """The first HTTP answer (any status) on `path`, polling until `timeout_s`."""
         deadline = time.monotonic() + timeout_s
-        async with httpx.AsyncClient(base_url=self.url, timeout=2) as client:
+        async with httpx.AsyncClient(base_url=self.url, timeout=2, verify=tls.context()) as client:
             while True:
                 if self.proc is not None and self.proc.returncode is not None:
                     raise AssertionError(f"{self.spec.name} instance exited with {self.proc.returncode}: "

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from workbook.clients import tls
 from workbook.errors import WorkbookError
 from workbook.params import Env
 
@@ -51,7 +52,7 @@ def wait_settled(env: Env, services: Iterable[str]) -> None:
         return
     deadline = time.monotonic() + env.timeouts.startup_s
     left: dict[str, list[str]] = {}
-    with httpx.Client(timeout=env.timeouts.connect_s) as http:
+    with httpx.Client(timeout=env.timeouts.connect_s, verify=tls.context()) as http:
         while True:
             left = {}
             for name in names:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 
 from workbook.checks import using
+from workbook.clients import tls
 from workbook.params import Env
 
 
@@ -15,4 +16,4 @@ def client(env: Env, service: str) -> httpx.AsyncClient:
     async def lock(_: httpx.Request) -> None:
         await using(service)
 
-    return httpx.AsyncClient(base_url=svc.url, timeout=timeout, event_hooks={"request": [lock]})
+    return httpx.AsyncClient(base_url=svc.url, timeout=timeout, event_hooks={"request": [lock]}, verify=tls.context())

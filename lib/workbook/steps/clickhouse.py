@@ -26,7 +26,7 @@ import httpx
 from clickhouse_connect.driver.client import Client
 from IPython.display import display
 
-from workbook.clients import clickhouse
+from workbook.clients import clickhouse, tls
 from workbook.clients.clickhouse import forget_user_rows
 from workbook.clients.platform import AsyncAuth, AsyncBackend, User
 from workbook.clients.scope import Check
@@ -93,7 +93,7 @@ async def http_query(env: Env, login: str, sql: str, **settings: str) -> tuple[i
     client may send them (clickhouse-connect itself drops settings a readonly user may not
     change, so the server's refusal is only seen this way): the status and body."""
     svc = env.service(login)
-    async with httpx.AsyncClient(timeout=env.timeouts.request_s) as http:
+    async with httpx.AsyncClient(timeout=env.timeouts.request_s, verify=tls.context()) as http:
         resp = await http.post(svc.url, params={"database": svc.database or "default", **settings},
                                content=sql.encode(), auth=(svc.user or "default", svc.secret() or ""))
     return resp.status_code, resp.text.strip()

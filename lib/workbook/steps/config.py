@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from workbook import faults
+from workbook.clients import tls
 from workbook.clients.platform.auth import AsyncAuth
 from workbook.clients.platform.backend import AsyncBackend, backend
 from workbook.clients.platform.common import ApiClient, User
@@ -221,7 +222,7 @@ async def layered_backend(scope: Check, env: Env) -> AsyncBackend:
 # -- the OIDC provider, as auth is configured to use it ----------------------------------------------
 
 async def provider_metadata(provider_url: str) -> dict[str, Any]:
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with httpx.AsyncClient(timeout=10, verify=tls.context()) as http:
         resp = await http.get(f"{provider_url.rstrip('/')}/.well-known/openid-configuration")
     assert resp.status_code == 200, f"provider discovery: {resp.status_code}"
     return resp.json()
@@ -245,14 +246,14 @@ def query_of(url: str) -> dict[str, str]:
 
 
 async def provider_get(url: httpx.URL) -> httpx.Response:
-    async with httpx.AsyncClient(timeout=10, follow_redirects=False) as http:
+    async with httpx.AsyncClient(timeout=10, follow_redirects=False, verify=tls.context()) as http:
         return await http.get(url)
 
 
 async def token_with_secret(provider_url: str, client_id: str, secret: str) -> httpx.Response:
     """The provider's token endpoint with a client secret (and a code that was never issued)."""
     meta = await provider_metadata(provider_url)
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with httpx.AsyncClient(timeout=10, verify=tls.context()) as http:
         return await http.post(meta["token_endpoint"], auth=(client_id, secret),
                                data={"grant_type": "authorization_code", "code": "never-issued",
                                      "redirect_uri": "https://example.invalid/cb", "code_verifier": "x" * 43})

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from workbook.checks import running, using
+from workbook.clients import tls
 from workbook.clients.scope import Check
 from workbook.params import Env
 
@@ -118,8 +119,11 @@ class ApiClient:
         self.service = service
         self.url = (url or svc.url).rstrip("/")
         self._timeout = httpx.Timeout(env.timeouts.request_s, connect=env.timeouts.connect_s)
-        self.http = httpx.AsyncClient(base_url=self.url, timeout=self._timeout)
+        self.http = self._client()
         self._check: object = None
+
+    def _client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, timeout=self._timeout, verify=tls.context())
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -131,7 +135,7 @@ class ApiClient:
         now = running()
         if now is not self._check:
             self._check = now
-            old, self.http = self.http, httpx.AsyncClient(base_url=self.url, timeout=self._timeout)
+            old, self.http = self.http, self._client()
             await old.aclose()
 
     async def __aenter__(self) -> ApiClient:

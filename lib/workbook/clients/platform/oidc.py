@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from workbook.checks import skip, using
+from workbook.clients import tls
 from workbook.clients.platform.auth import AsyncAuth
 from workbook.clients.scope import Check
 from workbook.clients.platform.common import expect
@@ -97,7 +98,7 @@ async def oidc_flow(env: Env, auth: AsyncAuth, service: str = "oidc") -> OidcFlo
     async def lock(_: httpx.Request) -> None:
         await using(service)
 
-    provider = httpx.AsyncClient(base_url=svc.url, event_hooks={"request": [lock]},
+    provider = httpx.AsyncClient(base_url=svc.url, event_hooks={"request": [lock]}, verify=tls.context(),
                                  timeout=httpx.Timeout(env.timeouts.request_s, connect=env.timeouts.connect_s))
     meta = expect(await provider.get("/.well-known/openid-configuration"), 200, "OIDC discovery").json()
     scriptable = SCRIPTABLE_MARKER in (await provider.get("/")).text
