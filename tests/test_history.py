@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from tests_support import checks_notebook, git_project, run, run_all
-from workbook.runner.history import HistoryEntry, append_history, format_history, read_history, trends
+from workbook.results import NotebookResult, RunResults
+from workbook.runner.console import parallel_line
+from workbook.runner.history import (HistoryEntry, alone_times, append_history, format_history, read_history,
+                                     trends)
 
 
 def entry(run_id: str, checks: dict[str, tuple[str, float]], tree: str = "c1", env: str = "local",
@@ -117,3 +120,26 @@ def test_history_command_without_runs(tmp_path: Path, monkeypatch: pytest.Monkey
     assert run_all("--history") == 0
     assert "no runs in" in capsys.readouterr().out
     assert format_history([], ["local"], "h") == "no runs in h yet"
+
+
+def test_alone_times_come_from_whole_notebooks_run_by_themselves() -> None:
+    history = [
+        entry("r01", {}, notebooks={"01": 50.0, "02": 100.0}, parallel=1),  # one at a time: both alone
+        entry("r02", {}, notebooks={"01": 80.0, "02": 150.0}, parallel=2),  # side by side: neither
+        entry("r03", {}, notebooks={"02": 120.0}, parallel=2),  # the only notebook: alone whatever --parallel said
+        entry("r04", {}, notebooks={"01": 5.0}, only=["01.some_section"]),  # part of a notebook
+        entry("r05", {}, notebooks={"01": 7.0}, shard="1/2"),
+        entry("r06", {}, notebooks={"01": 0.0}),  # never ran (interrupted)
+        entry("r07", {}, notebooks={"01": 9.0}, env="staging"),
+    ]
+    assert alone_times(history, "local") == {"01": 50.0, "02": 120.0}
+
+
+def test_run_end_compares_with_the_notebooks_run_alone() -> None:
+    results = RunResults(run_id="r", env="local", started_at="", duration_s=90.0, stack_start_s=10.0, parallel=2,
+                         notebooks=[NotebookResult(name=n, status="passed", duration_s=d)
+                                    for n, d in (("01", 70.0), ("02", 80.0))])
+    line = parallel_line(results, 2, {"01": 50.0, "02": 150.0})
+    assert "these 2 notebooks take 200.0s" in line and "this run took 100.0s" in line and "0.50 of that" in line
+    line = parallel_line(results, 2, {"01": 50.0})
+    assert "add up to 150.0s: 1.7x" in line and "no alone time on record for 02" in line

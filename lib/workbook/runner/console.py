@@ -23,7 +23,7 @@ def notebook_line(console: Console, r: NotebookResult, checks: list[CheckResult]
 
 
 def summary(console: Console, results: RunResults, run_dir: Path, html: Path, parallel: int,
-            interrupted: bool = False) -> None:
+            interrupted: bool = False, alone: dict[str, float] | None = None) -> None:
     t = results.totals
     failed = [c for c in results.checks if c.status == "failed"]
     for c in failed[:FAILURES_SHOWN]:
@@ -44,11 +44,26 @@ def summary(console: Console, results: RunResults, run_dir: Path, html: Path, pa
                   f"({results.secrets_checked} secret(s) looked for)", highlight=False)
     if results.leftovers is not None:
         console.print(f"leftovers: {leftovers_line(results.leftovers)}", highlight=False)
-    own = sum(n.duration_s for n in results.notebooks)
     if results.duration_s > 0 and len(results.notebooks) > 1 and not results.merged_from:
-        console.print(f"the notebooks' own times add up to {own:.1f}s: {own / results.duration_s:.1f}x "
-                      f"from running {parallel} at a time", highlight=False)
+        console.print(parallel_line(results, parallel, alone or {}), highlight=False)
     console.print(f"report: {html}", highlight=False)
+
+
+def parallel_line(results: RunResults, parallel: int, alone: dict[str, float]) -> str:
+    """What running notebooks side by side bought: this run's time (the stack's start included)
+    against the same notebooks run one after another, each alone (`history.alone_times`)."""
+    wall = results.duration_s + results.stack_start_s
+    names = [n.name for n in results.notebooks]
+    missing = [n for n in names if n not in alone]
+    if missing:
+        own = sum(n.duration_s for n in results.notebooks)
+        return (f"the notebooks' own times add up to {own:.1f}s: {own / results.duration_s:.1f}x from running "
+                f"{parallel} at a time (no alone time on record for {', '.join(missing)}: "
+                f"a run with --parallel 1 records them)")
+    serial = sum(alone[n] for n in names)
+    return (f"alone, one after another, these {len(names)} notebooks take {serial:.1f}s (their newest alone runs); "
+            f"this run took {wall:.1f}s with the stack's start ({results.stack_start_s:.1f}s): "
+            f"{wall / serial:.2f} of that, running {parallel} at a time")
 
 
 def leftover_line(item: Leftover) -> str:

@@ -52,6 +52,7 @@ class HistoryEntry(BaseModel):
     secrets_found: int = 0
     checks: dict[str, tuple[CheckStatus, float]] = {}  # id -> (status, duration_s)
     notebooks: dict[str, float] = {}  # name -> duration_s (what sharding balances on)
+    parallel: int = 0  # notebooks run at once; 0 in lines written before it was recorded
 
 
 def entry_for(results: RunResults, run_dir: Path, outputs_dir: Path) -> HistoryEntry:
@@ -62,6 +63,7 @@ def entry_for(results: RunResults, run_dir: Path, outputs_dir: Path) -> HistoryE
         secrets_found=len(results.secret_hits),
         checks={c.id: (c.status, round(c.duration_s, 3)) for c in results.checks},
         notebooks={n.name: round(n.duration_s, 3) for n in results.notebooks},
+        parallel=results.parallel,
         **results.totals.model_dump(),
     )
 
@@ -79,6 +81,19 @@ def read_history(path: Path) -> list[HistoryEntry]:
             continue
     merged = {run_id for e in entries for run_id in e.merged_from}
     return [e for e in entries if e.run_id not in merged]
+
+
+def alone_times(history: list[HistoryEntry], env: str) -> dict[str, float]:
+    """Each notebook's time from the env's newest run where it had the machine to itself: run
+    one at a time, or the only notebook. Runs of part of a notebook (`--only nb.section`), shards
+    and notebooks that never ran (0 s) say nothing about a whole notebook's time."""
+    alone: dict[str, float] = {}
+    for e in sorted((e for e in history if e.env == env), key=lambda e: e.started_at):
+        if e.shard or e.merged_from or any("." in pattern for pattern in e.only):
+            continue
+        if e.parallel == 1 or len(e.notebooks) == 1:
+            alone.update({name: s for name, s in e.notebooks.items() if s > 0})
+    return alone
 
 
 def append_history(path: Path, entry: HistoryEntry) -> None:

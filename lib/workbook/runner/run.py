@@ -30,7 +30,7 @@ from workbook.checks import namespace
 from workbook.errors import ConfigError, WorkbookError
 from workbook.runner import console as say
 from workbook.runner.execute import Job, Settings, execute, recorded
-from workbook.runner.history import read_history
+from workbook.runner.history import alone_times, read_history
 from workbook.runner.kernels import KernelPool
 from workbook.runner.leftovers import RunScope, owners, sweep
 from workbook.runner.repeat import format_unstable, unstable
@@ -109,6 +109,7 @@ class Runner:
         self.run_dir = Path()
         self.env: Env | None = None
         self._stop = threading.Event()
+        self._stack_start_s = 0.0
 
     def run(self) -> int:
         try:
@@ -155,7 +156,9 @@ class Runner:
         lease = StackLease(opts.env, keep=opts.keep_stack, say=self.console.print)
         source = source_of(self.root)
         try:
+            t0 = time.monotonic()
             lease.up()
+            self._stack_start_s = time.monotonic() - t0
             self.env = load_env(opts.env)
             refuse_foreign_hosts(self.env)
             runs: list[RunResults] = []
@@ -188,9 +191,11 @@ class Runner:
         assert self.env is not None
         self.run_dir = self._new_run_dir()
         run_id = self.run_dir.name
-        results = RunResults(run_id=run_id, env=self.env.name, started_at=utcnow(), only=patterns,
-                             commit=source.commit, dirty=source.dirty, tree=source.tree, shard=shard)
         parallel = min(self.opts.parallel, len(planned))
+        results = RunResults(run_id=run_id, env=self.env.name, started_at=utcnow(), only=patterns,
+                             commit=source.commit, dirty=source.dirty, tree=source.tree, shard=shard,
+                             parallel=parallel, stack_start_s=round(self._stack_start_s, 3))
+        self._stack_start_s = 0.0  # a --repeat's later runs find the stack up
         secrets = env_secrets(self.env)
         settings = Settings(env=self.env.name, run_id=run_id, cwd=self.notebooks_dir, timeout_s=self.opts.timeout_s,
                             secrets=list(secrets.values()))
@@ -241,8 +246,10 @@ class Runner:
         results.duration_s = round(time.monotonic() - t0, 3)
         if not self._stop.is_set():
             results.leftovers = self._sweep(run_id, results)
+        alone = alone_times([e for e in read_history(self.outputs_dir / "history.jsonl") if e.run_id != run_id],
+                            self.env.name)
         paths = write_reports(results, self.run_dir, self.outputs_dir, secrets)
-        say.summary(self.console, results, self.run_dir, paths.report_html, self.opts.parallel, self._stop.is_set())
+        say.summary(self.console, results, self.run_dir, paths.report_html, parallel, self._stop.is_set(), alone)
         return results
 
     def _sweep(self, run_id: str, results: RunResults) -> LeftoverReport:
