@@ -184,12 +184,14 @@ async def agent_user(ck: Check, auth: AsyncAuth, backend: AsyncBackend, model: A
 async def forget_agent_user(auth: AsyncAuth, backend: AsyncBackend, model: AsyncLlm, user: User,
                             threads: Sequence[str]) -> None:
     """Everything `agent_user` made goes at once, since every check pays for this: the thread
-    (while the user's token still works), then the user's sessions; meanwhile their ClickHouse
-    rows, and their faults and log at the stand-in."""
+    (while the user's token still works), then the user's sessions where accounts are not deleted
+    (where they are, deleting the account ends them); meanwhile their ClickHouse rows, and their
+    faults and log at the stand-in."""
     async def as_the_user() -> None:
         for thread_id in threads:
             await backend.delete_thread_raw(user.access, thread_id)
-        await auth.end_sessions(user)
+        if not auth.env.expect.auth.user_deletion:
+            await auth.end_sessions(user)
 
     await asyncio.gather(as_the_user(), asyncio.to_thread(clickhouse.forget_user_rows, backend.env, user.id),
                          *([model.clear(user.id)] if model.standin else []))

@@ -51,16 +51,26 @@ class AsyncAuth(ApiClient):
         """POST /auth/register as it comes; a user it creates is deleted with the running check
         (or, made for a shared fixture, at the notebook's end)."""
         resp = await self._register(email, password, ip)
-        if resp.status_code == 201 and self.env.expect.auth.user_deletion and (by := owner()) is not None:
-            body = resp.json()
-            by.defer(self.delete_user, User(id=body["id"], email=body["email"], password=password, ip=ip or random_ip()))
+        self._deleted_with_owner(resp, password, ip or random_ip())
         return resp
 
+    def _deleted_with_owner(self, resp: httpx.Response, password: str, ip: str) -> User | None:
+        """The user a 201 created, registered for deletion with the running check or fixture."""
+        if resp.status_code != 201 or not self.env.expect.auth.user_deletion or (by := owner()) is None:
+            return None
+        body = resp.json()
+        user = User(id=body["id"], email=body["email"], password=password, ip=ip, role=body["role"])
+        by.defer(self.delete_user, user)
+        return user
+
     async def register(self, email: str, password: str, ip: str | None = None) -> User:
-        """A registered user (deleted with the running check, as `register_raw`)."""
+        """A registered user (deleted with the running check, as `register_raw`). The deletion
+        holds this very object, so it uses the tokens a later login gives it instead of logging in."""
         ip = ip or random_ip()
-        body = expect(await self.register_raw(email, password, ip), 201, f"register {email}").json()
-        return User(id=body["id"], email=body["email"], password=password, ip=ip, role=body["role"])
+        resp = await self._register(email, password, ip)
+        kept = self._deleted_with_owner(resp, password, ip)
+        body = expect(resp, 201, f"register {email}").json()
+        return kept or User(id=body["id"], email=body["email"], password=password, ip=ip, role=body["role"])
 
     async def login_raw(self, email: str, password: str, ip: str | None = None,
                         headers: dict[str, str] | None = None) -> httpx.Response:
