@@ -48,7 +48,7 @@ def create_app(settings: BackendSettings) -> FastAPI:
         app.state.live_config.start()
         metrics.state.set(c)
         c.hub.start()
-        app.state.key_changes = key_changes(c.redis, c.auth)
+        app.state.key_changes = key_changes(c.redis, c.auth, c.settings.redis_retry_max_s)
         app.state.key_changes.start()
         try:
             await c.auth.refresh_jwks()

@@ -67,7 +67,7 @@ class Context:
         db = make_engine(settings)
         for name, gauge in metrics.db_pool.items():
             gauge.set_function(lambda name=name: pool.stats(db)[name])
-        hub = Hub(redis)
+        hub = Hub(redis, settings.redis_retry_max_s)
         bus = EventBus(redis, hub, events_breaker, settings.ws_replay_len, settings.instance_id)
         llm = LlmClient(settings, http, llm_breaker)
         catalog = Catalog(db, redis, settings.price_cache_ttl_s)

@@ -19,7 +19,7 @@ from app.common.subscription import Subscription
 log = logging.getLogger("app.backend.keys")
 
 
-def key_changes(redis: Redis, auth: AuthClient) -> Subscription:
+def key_changes(redis: Redis, auth: AuthClient, retry_max_s: float) -> Subscription:
     """The subscription to auth's key changes, dropping `auth`'s JWKS cache on each (start it)."""
     def heard(_: str, data: bytes) -> None:
         try:
@@ -32,4 +32,5 @@ def key_changes(redis: Redis, auth: AuthClient) -> Subscription:
         log.info("signing keys changed (%s %s): JWKS cache dropped", change.get("change"), change.get("kid"))
 
     # Changes made while not subscribed were not heard: refetch before trusting the cache.
-    return Subscription(redis, "signing-key", heard, channels=(SIGNING_KEYS_CHANNEL,), on_subscribed=auth.forget_jwks)
+    return Subscription(redis, "signing-key", heard, channels=(SIGNING_KEYS_CHANNEL,), on_subscribed=auth.forget_jwks,
+                        retry_max_s=retry_max_s)

@@ -133,4 +133,4 @@ class LiveConfig(Generic[S]):
             except Exception as e:  # Redis away: keep the running configuration, try again
                 self.listening = False
                 log.warning("%s configuration listener: %s", self.service, type(e).__name__)
-                await asyncio.sleep(RESYNC_S)
+                await asyncio.sleep(min(RESYNC_S, self.get().redis_retry_max_s))

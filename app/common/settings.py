@@ -141,6 +141,9 @@ class AuthSettings(MailSettings):
     # Connections this process may hold; a command finding none free waits this long, then fails (503).
     redis_pool_max: int = Field(512, gt=0)
     redis_pool_timeout_s: float = Field(3.0, gt=0)
+    # A Redis listener (pub/sub: events, key changes, configuration) that lost Redis tries again
+    # within this, so a service hears again at most this long after Redis is back.
+    redis_retry_max_s: float = Field(2.0, gt=0)
     dependency_timeout_s: float = 3.0
 
     issuer: str = "http://127.0.0.1/auth"
@@ -226,6 +229,9 @@ class BackendSettings(MailSettings):
     # Connections this process may hold; a command finding none free waits this long, then fails (503).
     redis_pool_max: int = Field(512, gt=0)
     redis_pool_timeout_s: float = Field(3.0, gt=0)
+    # A Redis listener (pub/sub: events, key changes, configuration) that lost Redis tries again
+    # within this, so a service hears again at most this long after Redis is back.
+    redis_retry_max_s: float = Field(2.0, gt=0)
     dependency_timeout_s: float = 3.0
 
     # Tokens are verified here against auth's JWKS; these must match auth's issuer and audience.

@@ -402,6 +402,9 @@ class RedisExpect(Strict):
     pool: RedisPool
     # the backends' leader lease (the stale-run sweeper runs on its holder only)
     leader_lease_s: float
+    # a service's Redis listeners (events, key changes, configuration) try again within this
+    # after losing Redis: how long after Redis returns a service hears again
+    listener_retry_max_s: float
 
 
 class DependencyMap(Strict):

@@ -34,11 +34,12 @@ class Subscriber(Protocol):
 
 
 class Hub:
-    def __init__(self, redis: Redis):
+    def __init__(self, redis: Redis, retry_max_s: float):
         self.redis = redis
         self.conns: dict[str, Subscriber] = {}
         self.by_user: dict[str, set[str]] = defaultdict(set)
-        self.subscription = Subscription(redis, "event", self._heard, channels=(BROADCAST,), patterns=(USER_CHANNELS,))
+        self.subscription = Subscription(redis, "event", self._heard, channels=(BROADCAST,), patterns=(USER_CHANNELS,),
+                                         retry_max_s=retry_max_s)
 
     def add(self, conn: Subscriber) -> None:
         self.conns[conn.id] = conn
