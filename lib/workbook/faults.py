@@ -311,14 +311,23 @@ class Instance:
             await conn.close()
 
 
+async def _instance(env: Env, service: str, overrides: dict[str, str | None], own_database: bool = False,
+                    check_config: bool = False) -> Instance:
+    """An `Instance`, made while holding what its service depends on: making one may create the
+    service's database, which another notebook's PostgreSQL restart must not meet halfway."""
+    for dep in _stack(env, f"a second {service} instance").spec(service).depends_on:
+        await checks.using(dep)
+    # Its constructor runs its own event loop (it may create the database): not on this one.
+    return await asyncio.to_thread(Instance, env, service, overrides, own_database, check_config)
+
+
 @asynccontextmanager
 async def second_instance(env: Env, service: str, overrides: dict[str, str | None],
                           own_database: bool = False) -> AsyncIterator[Instance]:
     """A second `service` process on a free port with `overrides` applied to its environment
     (None removes a variable), on a scratch database if `own_database`; killed (and the
     scratch database dropped) on leaving the block."""
-    # prepare() runs its own event loop (it may create the service's database): not on this one.
-    inst = await asyncio.to_thread(Instance, env, service, overrides, own_database)
+    inst = await _instance(env, service, overrides, own_database)
     try:
         await inst.start()
         yield inst
@@ -332,7 +341,7 @@ async def started_instance(env: Env, service: str, overrides: dict[str, str | No
     """`second_instance` for longer than one block: started now, stopped (and its scratch database
     dropped) when `scope` ends - a check, or a notebook's shared fixture (`wb.shared`), so one
     instance can serve every check of a section."""
-    inst = await asyncio.to_thread(Instance, env, service, overrides, own_database)
+    inst = await _instance(env, service, overrides, own_database)
     scope.defer(inst.drop_scratch)
     scope.defer(inst.stop)
     await inst.start()
@@ -343,7 +352,7 @@ async def config_check(env: Env, service: str, overrides: dict[str, str | None])
     """`python -m app.<service> --check-config` with the stack's configuration plus `overrides`:
     how the validation a start runs ends (2 naming each problem, 0 if it would start), in the time
     of the service's import, with no port, database or key touched."""
-    inst = await asyncio.to_thread(Instance, env, service, overrides, check_config=True)
+    inst = await _instance(env, service, overrides, check_config=True)
     try:
         await inst.start()
         return await inst.wait_exit(env.timeouts.startup_s)
