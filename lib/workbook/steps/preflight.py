@@ -1,4 +1,4 @@
-"""Steps of 00_preflight: latency against a budget, and each service's clock."""
+"""Steps of 00_preflight: latency against a budget, each service's clock, the stack's processes."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ import httpx
 import redis.asyncio as aioredis
 from clickhouse_connect.driver.client import Client
 
+from workbook.checks import using
+from workbook.stack.manager import Stack
+from workbook.stack.state import StackState
 from workbook.stats import LatencyStats
 
 
@@ -52,3 +55,12 @@ async def clock_offsets(pg: asyncpg.Connection, redis: aioredis.Redis, ch: Clien
 
     return {name: await clock_offset(read) for name, read in
             (("postgres", pg_now), ("redis", redis_now), ("clickhouse", ch_now), ("oidc", oidc_now))}
+
+
+async def stack_processes() -> StackState:
+    """The embedded stack's processes as recorded, read while the running check holds each of
+    them: another notebook's fault restarts a service under a new pid, which must not happen
+    between reading the record and looking at the process."""
+    for name in Stack().state().services:
+        await using(name)
+    return Stack().state()
