@@ -183,6 +183,7 @@ def test_history_one_line_per_call(tmp_path: Path) -> None:
             "20_ws.connect.handshake": ["passed", 12.0],
         },
         "notebooks": {"00_preflight": 3.0, "10_api": 20.0, "20_ws": 900.0, "30_db": 1.0},
+        "parallel": 0,
     }
 
 
