@@ -43,6 +43,7 @@ def auth_env(expect: Expect | None = None) -> dict[str, str]:
         "AUTH_CORS_ORIGINS": json.dumps(a.browser_origins),
         **_pool_env("AUTH", e.database.pool),
         "AUTH_EMAIL_TOKEN_TTL_S": str(e.e2e.email_token_ttl_s),
+        "AUTH_REDIS_RETRY_MAX_S": str(e.redis.listener_retry_max_s),
     }
 
 
@@ -94,4 +95,5 @@ def backend_env(expect: Expect | None = None) -> dict[str, str]:
         **_pool_env("BACKEND", e.database.pool),
         "BACKEND_PAYMENTS_WEBHOOK_TOLERANCE_S": str(e.e2e.webhook_tolerance_s),
         "BACKEND_PLAN_PRICES_CENTS": json.dumps(e.e2e.plan_prices_cents),
+        "BACKEND_REDIS_RETRY_MAX_S": str(e.redis.listener_retry_max_s),
     }

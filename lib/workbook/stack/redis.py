@@ -213,7 +213,7 @@ class RedisSentinel(ServiceSpec):
 def platform_env(paths: Paths, prefix: str) -> dict[str, str]:
     """How a platform service (`AUTH_`, `BACKEND_`) reaches Redis: the primary's URL (where it
     started; used only without Sentinel), the Sentinels, the master's name, both passwords, and
-    its pool and listeners' retry from params."""
+    its pool from params."""
     state = StackState.read(paths)
     r = expected().redis
     env = {
@@ -221,7 +221,6 @@ def platform_env(paths: Paths, prefix: str) -> dict[str, str]:
         f"{prefix}REDIS_PASSWORD": stack_secret(paths, "redis"),
         f"{prefix}REDIS_POOL_MAX": str(r.pool.max_connections),
         f"{prefix}REDIS_POOL_TIMEOUT_S": str(r.pool.timeout_s),
-        f"{prefix}REDIS_RETRY_MAX_S": str(r.listener_retry_max_s),
     }
     if r.sentinel is not None:
         env |= {
