@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
@@ -108,15 +109,30 @@ async def pool(backend: AsyncBackend) -> dict[str, float]:
     return {state: metric(text, "backend_redis_pool_connections", state=state) for state in ("open", "in_use", "max")}
 
 
-async def in_use_at_rest(backend: AsyncBackend, readings: int = 5, gap_s: float = 0.1) -> float:
-    """The most connections the instance holds in use over a few readings: its long-lived holders
-    (the deletion consumer's blocking read, the pub/sub listeners) let go between commands, so a
-    single reading can catch a moment below the level it rests at."""
-    seen = []
-    for _ in range(readings):
-        seen.append((await pool(backend))["in_use"])
-        await asyncio.sleep(gap_s)
-    return max(seen)
+@dataclass(frozen=True)
+class PoolUse:
+    """An instance's connections in use, next to what Redis says they are doing."""
+    in_use: float
+    waiting: int  # in a subscription or a blocking read: held on purpose, for as long as they wait
+    idle: tuple[str, ...]  # the instance's other connections, by the command each last ran: "exists x12"
+
+    @property
+    def unexplained(self) -> float:
+        return self.in_use - self.waiting
+
+
+async def pool_use(backend: AsyncBackend, r: aioredis.Redis, who: str) -> PoolUse:
+    """The pool's in-use count against the connections named `who` that Redis sees subscribed
+    (flag P) or blocked (flag b). Redis is read on both sides of the pool's report: a holder
+    caught between two blocking reads on one side is counted from the other."""
+    def waiting(clients: list[dict[str, Any]]) -> int:
+        return sum(1 for c in clients if c["name"] == who and ({"P", "b"} & set(c["flags"])))
+
+    first = await r.client_list()
+    in_use = (await pool(backend))["in_use"]
+    last = await r.client_list()
+    idle = Counter(c["cmd"] for c in last if c["name"] == who and not {"P", "b"} & set(c["flags"]))
+    return PoolUse(in_use, max(waiting(first), waiting(last)), tuple(f"{cmd} x{n}" for cmd, n in idle.most_common()))
 
 
 async def pool_as_redis_sees_it(backend: AsyncBackend, r: aioredis.Redis, who: str,
