@@ -11,6 +11,7 @@ import psutil
 import pytest
 
 from workbook.errors import StackError
+from workbook.stack.lifecycle import StackLease
 from workbook.stack.manager import Stack
 from workbook.stack.registry import SERVICES
 from workbook.stack.service import Launch, ServiceSpec
@@ -149,3 +150,37 @@ def test_a_killed_process_of_another_parent_counts_as_gone(tmp_path: Path) -> No
     finally:
         parent.kill()
         parent.wait()
+
+
+def test_a_shared_stack_is_stopped_by_the_last_run_out(tmp_path: Path) -> None:
+    s = Stack(root=tmp_path, services=[SERVICES[1]])  # redis
+    said: list[str] = []
+    first = StackLease("local", say=said.append, stack=s)
+    try:
+        first.up()
+        second = StackLease("local", say=said.append, stack=s)  # began while the first one's stack ran
+        assert first.ours and not second.ours
+        first.release()
+        assert s.is_up(), "the run that started the stack stopped it under another run still using it"
+        assert "another run still uses it" in said[-1]
+        second.release()
+        assert s.state().services == {} and not s.paths.stop_when_unused.exists()
+        assert said[-1].startswith("stopped the embedded stack a run that ended")
+    finally:
+        s.down()
+
+
+def test_a_kept_stack_is_not_handed_on(tmp_path: Path) -> None:
+    s = Stack(root=tmp_path, services=[SERVICES[1]])
+    try:
+        first = StackLease("local", stack=s)
+        first.up()
+        kept = StackLease("local", keep=True, stack=s)
+        first.release()
+        kept.release()
+        assert s.is_up() and not s.paths.stop_when_unused.exists()
+        later = StackLease("local", stack=s)  # finds the kept stack running: someone's, not its own
+        later.release()
+        assert s.is_up()
+    finally:
+        s.down()

@@ -37,7 +37,8 @@ def ensure_stack(config: pytest.Config) -> None:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     keep = bool(os.environ.get("WORKBOOK_KEEP_STACK"))
-    session.config.stash[_lease] = StackLease(workbook_env(), keep=keep)
+    worker = hasattr(session.config, "workerinput")
+    session.config.stash[_lease] = StackLease(workbook_env(), keep=keep, holds=not worker)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -159,6 +159,7 @@ class Stack:
             state = self.state()
             stopped = [svc.name for svc in reversed(list(state.services.values())) if self._stop(svc)]
             self.paths.state.unlink(missing_ok=True)
+            self.paths.stop_when_unused.unlink(missing_ok=True)
             return stopped
 
     def kill(self, name: str) -> None:

@@ -29,6 +29,10 @@ class Paths:
         self.state = self.base / "state.json"
         self.secrets = self.base / "secrets.json"
         self.lock = self.base / "stack.lock"
+        # Held shared by every run using the stack; a run due to stop it while another still
+        # holds it leaves the marker, and the last one out stops the stack.
+        self.users = self.base / "users.lock"
+        self.stop_when_unused = self.base / "stop-when-unused"
 
     def data(self, service: str) -> Path:
         return self.base / "data" / service
