@@ -179,13 +179,15 @@ class Runner:
     def _new_run_dir(self) -> Path:
         assert self.env is not None
         run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{self.env.name}"
-        run_dir = self.outputs_dir / run_id
-        suffix = 1
-        while run_dir.exists():
-            suffix += 1
-            run_dir = self.outputs_dir / f"{run_id}-{suffix}"
-        run_dir.mkdir(parents=True)
-        return run_dir
+        self.outputs_dir.mkdir(parents=True, exist_ok=True)
+        run_dir, suffix = self.outputs_dir / run_id, 1
+        while True:
+            try:
+                run_dir.mkdir()  # atomic: of two runs started in the same second, one gets "-2"
+                return run_dir
+            except FileExistsError:
+                suffix += 1
+                run_dir = self.outputs_dir / f"{run_id}-{suffix}"
 
     def _execute(self, planned: list[Planned], patterns: list[str], source: Source, shard: str) -> RunResults:
         assert self.env is not None
