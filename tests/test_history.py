@@ -144,3 +144,5 @@ def test_run_end_compares_with_the_notebooks_run_alone() -> None:
     line = parallel_line(results, 2, {"01": 50.0})
     assert "add up to 150.0s: 1.7x" in line and "no alone time on record for 02:" in line
     assert "no alone time on record for any of them" in parallel_line(results, 2, {})
+    results.only = ["01.some_section", "02"]
+    assert "parts of notebooks ran" in parallel_line(results, 2, {"01": 50.0, "02": 150.0})

@@ -8,6 +8,9 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from workbook.errors import WorkbookError
 from workbook.stack.locks import ServiceLocks
 
 # redis <- auth <- backend; clickhouse <- backend; oidc alone
@@ -96,3 +99,25 @@ def test_two_faults_and_two_checks_never_deadlock(tmp_path: Path) -> None:
                         "time.sleep(0.3); locks.end(); print('b done', flush=True)")
     outs = [p.communicate(timeout=20)[0].strip() for p in (a, b)]
     assert outs == ["a done", "b done"]
+
+
+def test_checks_of_one_serial_name_run_one_at_a_time(tmp_path: Path) -> None:
+    other = child(tmp_path, "locks.begin(); locks.serial('model_failures'); print('held', flush=True); "
+                            "time.sleep(1.0); locks.end()")
+    try:
+        assert other.stdout.readline().strip() == "held"
+        locks = ServiceLocks(tmp_path, GRAPH)
+        t0 = time.monotonic()
+        locks.begin()
+        locks.serial("other_count")            # another name: no wait
+        assert time.monotonic() - t0 < 0.3
+        locks.end()
+        locks.begin()
+        locks.serial("model_failures")
+        assert time.monotonic() - t0 >= 0.7, "two checks of one serial name ran at once"
+        assert locks.waited() >= 0.5           # reported as time behind other notebooks
+        with pytest.raises(WorkbookError, match="makes no fault"):
+            locks.exclusive(["redis"])
+        locks.end()
+    finally:
+        other.wait(10)

@@ -218,11 +218,18 @@ class check:
     these services (or what depends on them) while this one runs: for a check that kills or
     restarts them (`workbook.faults`), or that reads counters every client moves (an instance's
     connection gauge), which run_all's parallel notebooks would otherwise move under it.
+
+    `serial="model_failures"`: on the embedded stack, no other check opened with that name runs
+    at the same time, in any notebook or run; for checks that each move a shared count a little
+    (failures in a row on the model breaker) that two at once would push over its bound. Such a
+    check makes no fault (`workbook.stack.locks`).
     """
 
-    def __init__(self, name: str, alone: tuple[str, ...] = ()):
+    def __init__(self, name: str, alone: tuple[str, ...] = (), serial: str = ""):
         if not ID_RE.match(name):
             raise WorkbookError(f"check id {name!r} must be lower_snake_case")
+        if alone and serial:
+            raise WorkbookError(f"check {name!r}: alone= already keeps every other check away; drop serial=")
         ledger = _current()
         if not ledger.section:
             raise WorkbookError(f"check {name!r} comes before any section(): open one first")
@@ -232,6 +239,7 @@ class check:
         self._cleanups: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
         self._measurements: list[Measurement] = []
         self.alone = alone
+        self.serial = serial
         self._t0 = 0.0
         self._started = ""
 
@@ -245,6 +253,13 @@ class check:
         `assert ck.measure("p95", p95, budget=b) <= b` reads as one line."""
         self._measurements.append(Measurement(name=name, value=round(float(value), 3), unit=unit, budget=budget))
         return value
+
+    async def hold(self, *services: str) -> None:
+        """Take now the services this check will use later, in a step on a clock (a token about to
+        expire): a client takes each at its first request, and waiting there behind another
+        notebook's fault would eat the clock."""
+        for service in services:
+            await using(service)
 
     def defer(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run `fn(*args)` when the check ends, passed or failed; last registered runs first."""
@@ -262,6 +277,8 @@ class check:
                 locks.exclusive(self.alone)
             else:
                 locks.begin()
+                if self.serial:
+                    locks.serial(self.serial)
 
     def _begin(self) -> check:
         self.ledger.running = self

@@ -55,11 +55,14 @@ def parallel_line(results: RunResults, parallel: int, alone: dict[str, float]) -
     wall = results.duration_s + results.stack_start_s
     names = [n.name for n in results.notebooks]
     missing = [n for n in names if n not in alone]
-    if missing:
+    partial = any("." in pattern for pattern in results.only)
+    if missing or partial:
         own = sum(n.duration_s for n in results.notebooks)
         which = "any of them" if len(missing) == len(names) else ", ".join(missing)
+        why = ("parts of notebooks ran: whole notebooks' alone times say nothing of them" if partial else
+               f"no alone time on record for {which}: a run with --parallel 1 records them")
         return (f"the notebooks' own times add up to {own:.1f}s: {own / results.duration_s:.1f}x from running "
-                f"{parallel} at a time (no alone time on record for {which}: a run with --parallel 1 records them)")
+                f"{parallel} at a time ({why})")
     serial = sum(alone[n] for n in names)
     return (f"alone, one after another, these {len(names)} notebooks take {serial:.1f}s (their newest alone runs); "
             f"this run took {wall:.1f}s with the stack's start ({results.stack_start_s:.1f}s): "

@@ -17,6 +17,12 @@ Deadlock-free by construction:
   their start (`gathering`), so in-flight checks drain and new ones cannot starve it;
 - a check waits only at its start and on a lock the one faulting process holds.
 
+A check may also take a named lock (`check(..., serial="model_failures")`) that no other check
+holding that name, in any process, runs beside: for checks that each move a shared count (the
+model breaker's failures in a row) that one of them alone keeps under its bound, but two at once
+would not. It is taken at the check's start, before any service, and a check holding one makes
+no fault, so it never waits on a process that waits on it.
+
 A fault opened in the middle of a check lets go of the check's locks while it gathers, so
 another notebook's fault may run in that moment; a check that will make a fault says so when
 it opens (`check(..., alone=(...))`) and holds its set from the start. flock locks belong to
@@ -31,6 +37,8 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from workbook.errors import WorkbookError
+
 RETRY_S = 0.02
 FAULTING, GATHERING = "_faulting", "_gathering"
 
@@ -43,6 +51,7 @@ class ServiceLocks:
         self._used: set[str] = set()  # what the running check used
         self._exclusive: list[frozenset[str]] = []  # nested exclusive holds, innermost last
         self._held: dict[str, int] = {}  # service -> LOCK_SH / LOCK_EX as held now
+        self._serial: str | None = None
         # Seconds spent blocked on other processes since the last `waited()` (what a fault of
         # another notebook cost this one; run_all reports it).
         self._waited = 0.0
@@ -105,8 +114,19 @@ class ServiceLocks:
         self._waited += time.monotonic() - t0
         self._held[service] = fcntl.LOCK_SH
 
+    def serial(self, name: str) -> None:
+        """The starting check runs beside no other check holding `name` (see the module's doc)."""
+        fd = self._fd(f"serial-{name}")
+        t0 = time.monotonic()
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._waited += time.monotonic() - t0
+        self._serial = name
+
     def end(self) -> None:
         """The check ended: let go of everything, also exclusive holds it did not undo."""
+        if self._serial is not None:
+            fcntl.flock(self._fds[f"serial-{self._serial}"], fcntl.LOCK_UN)
+            self._serial = None
         for name in list(self._held):
             fcntl.flock(self._fds[name], fcntl.LOCK_UN)
         self._held.clear()
@@ -119,6 +139,9 @@ class ServiceLocks:
 
     def exclusive(self, services: Iterable[str]) -> frozenset[str]:
         """Hold `services` and what depends on them alone (nested holds add up); returns that set."""
+        if self._serial is not None:
+            raise WorkbookError(f"a check holding the serial lock {self._serial!r} makes no fault: "
+                                "open it with alone=(...) instead")
         wanted = self.breaks(services)
         already = self.exclusive_now
         first = not self._exclusive

@@ -40,6 +40,10 @@ Call = dict[str, Any]  # one entry of the model provider's request log
 COST_REQUEST = "How can I cut the cost of my workload requests over the last 7 days?"
 SLOW_REQUEST = "Why is my workload so slow?"
 VAGUE_REQUEST = "Can you help me?"
+# The serial lock (`check(..., serial=)`) of checks that make a few of the platform's model calls
+# fail: each keeps the model breaker's failures in a row under its threshold, two at once (two runs
+# side by side) would open it under every other run.
+MODEL_FAILURES = "model_failures"
 
 RUN_ENDED = ("completed", "failed", "cancelled")
 OUTCOMES = ("final_report", "agent_error", "agent_stopped")

@@ -28,6 +28,7 @@ from workbook.clients.platform.common import Tokens, random_ip, tokens_from, uni
 from workbook.clients.scope import Check
 from workbook.context import Workbook
 from workbook.params import Env, SentinelExpect
+from workbook.polling import poll
 from workbook.stack.redis import DATA_SERVERS
 
 T = TypeVar("T")
@@ -166,6 +167,19 @@ async def leaders(backends: tuple[AsyncBackend, ...]) -> list[dict[str, Any]]:
     for a in answers:
         assert a.status_code == 200, f"/health/leader: {a.status_code} {a.text[:200]}"
     return [a.json() for a in answers]
+
+
+async def settled_leaders(backends: tuple[AsyncBackend, ...], lease_s: float) -> list[dict[str, Any]]:
+    """`leaders` once the lease has a holder that every instance names alike. A backend that
+    another notebook's fault stopped hands its lease on within a lease and a third: a check
+    starting then would see no holder yet. Reading from every instance holds them all for the
+    check, so no fault of another notebook moves the lease while it runs."""
+    def agreed(views: list[dict[str, Any]]) -> bool:
+        named = {(v["holder"] or {}).get("instance_id") for v in views}
+        return len(named) == 1 and None not in named
+
+    return await poll(lambda: leaders(backends), until=agreed, within_s=lease_s * 4 / 3 + 1, every_s=0.05,
+                      what="a leader lease holder every instance names alike")
 
 
 async def leader_jobs(r: aioredis.Redis, count: int = 200) -> list[dict[str, Any]]:
