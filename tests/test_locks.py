@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -121,3 +122,21 @@ def test_checks_of_one_serial_name_run_one_at_a_time(tmp_path: Path) -> None:
         locks.end()
     finally:
         other.wait(10)
+
+
+def test_waits_side_by_side_count_once(tmp_path: Path) -> None:
+    fault = child(tmp_path, "locks.exclusive(['clickhouse']); print('held', flush=True); time.sleep(1.0); locks.end()")
+    try:
+        assert fault.stdout.readline().strip() == "held"
+        locks = ServiceLocks(tmp_path, GRAPH)
+        assert locks.would_wait("clickhouse")
+        # A check's requests sent at once each wait for the service in a thread of their own.
+        waiters = [threading.Thread(target=locks.use, args=("clickhouse",)) for _ in range(3)]
+        for w in waiters:
+            w.start()
+        for w in waiters:
+            w.join(10)
+        assert 0.5 <= locks.waited() < 1.5, "three overlapping waits counted three times"
+        locks.end()
+    finally:
+        fault.wait(10)

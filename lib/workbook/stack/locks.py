@@ -33,8 +33,10 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 from workbook.errors import WorkbookError
@@ -53,13 +55,31 @@ class ServiceLocks:
         self._held: dict[str, int] = {}  # service -> LOCK_SH / LOCK_EX as held now
         self._serial: str | None = None
         # Seconds spent blocked on other processes since the last `waited()` (what a fault of
-        # another notebook cost this one; run_all reports it).
+        # another notebook cost this one; run_all reports it). A check's concurrent requests wait
+        # in threads side by side: their waits overlap and count once.
         self._waited = 0.0
+        self._blocked = 0
+        self._blocked_since = 0.0
+        self._count = threading.Lock()
 
     def waited(self) -> float:
         """Seconds blocked on other processes' locks since the last call."""
         out, self._waited = self._waited, 0.0
         return out
+
+    @contextmanager
+    def _waiting(self) -> Iterator[None]:
+        with self._count:
+            if self._blocked == 0:
+                self._blocked_since = time.monotonic()
+            self._blocked += 1
+        try:
+            yield
+        finally:
+            with self._count:
+                self._blocked -= 1
+                if self._blocked == 0:
+                    self._waited += time.monotonic() - self._blocked_since
 
     def breaks(self, services: Iterable[str]) -> frozenset[str]:
         """`services` and every service that (transitively) depends on one of them."""
@@ -85,10 +105,9 @@ class ServiceLocks:
     def begin(self) -> None:
         """A check starts: wait while a fault gathers its locks."""
         fd = self._fd(GATHERING)
-        t0 = time.monotonic()
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        self._waited += time.monotonic() - t0
+        with self._waiting():
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
     def would_wait(self, service: str) -> bool:
         """Whether `use(service)` would block now (another process's fault holds it)."""
@@ -109,17 +128,15 @@ class ServiceLocks:
         self._used.add(service)
         if service in self._held:
             return
-        t0 = time.monotonic()
-        fcntl.flock(self._fd(service), fcntl.LOCK_SH)
-        self._waited += time.monotonic() - t0
+        with self._waiting():
+            fcntl.flock(self._fd(service), fcntl.LOCK_SH)
         self._held[service] = fcntl.LOCK_SH
 
     def serial(self, name: str) -> None:
         """The starting check runs beside no other check holding `name` (see the module's doc)."""
         fd = self._fd(f"serial-{name}")
-        t0 = time.monotonic()
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        self._waited += time.monotonic() - t0
+        with self._waiting():
+            fcntl.flock(fd, fcntl.LOCK_EX)
         self._serial = name
 
     def end(self) -> None:
@@ -148,12 +165,11 @@ class ServiceLocks:
         self._exclusive.append(wanted)
         if wanted <= already:
             return wanted
-        t0 = time.monotonic()
-        self._let_go()
-        if first:
-            fcntl.flock(self._fd(FAULTING), fcntl.LOCK_EX)
-        self._gather()
-        self._waited += time.monotonic() - t0
+        with self._waiting():
+            self._let_go()
+            if first:
+                fcntl.flock(self._fd(FAULTING), fcntl.LOCK_EX)
+            self._gather()
         return wanted
 
     def shared_again(self) -> None:
