@@ -140,3 +140,17 @@ def test_waits_side_by_side_count_once(tmp_path: Path) -> None:
         locks.end()
     finally:
         fault.wait(10)
+
+
+def test_outside_a_check_a_request_waits_for_the_fault_and_holds_nothing(tmp_path: Path) -> None:
+    fault = child(tmp_path, "locks.exclusive(['auth']); print('held', flush=True); time.sleep(1.0); locks.end(); "
+                            "locks.exclusive(['auth']); print('again', flush=True); locks.end()")
+    try:
+        assert fault.stdout.readline().strip() == "held"
+        locks = ServiceLocks(tmp_path, GRAPH)
+        t0 = time.monotonic()
+        locks.wait_free("auth")                 # a setup cell's request while another notebook has auth down
+        assert time.monotonic() - t0 >= 0.5, "a setup request went to auth while another process had it down"
+        assert fault.stdout.readline().strip() == "again", "waiting outside a check kept the service held"
+    finally:
+        fault.wait(10)

@@ -133,11 +133,16 @@ def start(notebook: str, env: Env, run_id: str = "", ledger_path: str = "",
 async def using(service: str) -> None:
     """The running check talks to `service` (clients call this before a request): on the
     embedded stack it holds that service's lock until the check ends, waiting while another
-    notebook's fault has the service down. Outside a check, or elsewhere, nothing."""
-    if _ledger is None or _ledger.locks is None or not _ledger.holds_locks:
+    notebook's fault has the service down. Outside a check (a notebook's setup cell), it only
+    waits for such a fault to end. Elsewhere, nothing."""
+    if _ledger is None or _ledger.locks is None:
         return
     locks = _ledger.locks
-    if service in locks.depends_on and locks.would_wait(service):
+    if service not in locks.depends_on:
+        return
+    if not _ledger.holds_locks:
+        await asyncio.to_thread(locks.wait_free, service)
+    elif locks.would_wait(service):
         await asyncio.to_thread(locks.use, service)
 
 

@@ -44,7 +44,7 @@ from workbook.paths import project_root
 from workbook.settle import wait_settled
 from workbook.stack.manager import Stack, free_port
 from workbook.stack.postgres import ensure_database
-from workbook.stack.redis import DATA_SERVERS, sentinel_primary, wait_primary_seen_up
+from workbook.stack.redis import DATA_SERVERS, sentinel_primary, wait_primary_seen_up, wait_replica_in_sync
 from workbook.stack.state import stack_secret
 
 
@@ -97,6 +97,8 @@ async def restart(env: Env, service: str) -> float:
             if i:  # the primary first, seen up by every Sentinel before its replica returns
                 await asyncio.to_thread(wait_primary_seen_up, stack.paths)
             await asyncio.to_thread(stack.restart, name)
+            if name in DATA_SERVERS:
+                await asyncio.to_thread(wait_replica_in_sync, stack.paths, name)
         if held is not None:
             # What the restart brings back, not what an enclosing block keeps down on purpose.
             await asyncio.to_thread(wait_settled, env, held.breaks([service]))

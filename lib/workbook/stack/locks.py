@@ -132,6 +132,15 @@ class ServiceLocks:
             fcntl.flock(self._fd(service), fcntl.LOCK_SH)
         self._held[service] = fcntl.LOCK_SH
 
+    def wait_free(self, service: str) -> None:
+        """Outside any check: until no fault of another process holds `service`; holds nothing."""
+        if service in self._held:
+            return
+        fd = self._fd(service)
+        with self._waiting():
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
     def serial(self, name: str) -> None:
         """The starting check runs beside no other check holding `name` (see the module's doc)."""
         fd = self._fd(f"serial-{name}")

@@ -14,9 +14,11 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
+from workbook.errors import StackError
 from workbook.stack.platform_config import expected
 from workbook.stack.service import Launch, ServiceSpec, find_binary
 from workbook.stack.state import Paths, StackState, stack_secret, write_private
@@ -132,6 +134,53 @@ def wait_primary_seen_up(paths: Paths) -> None:
         if all(f == "master" for f in flags):
             return
         time.sleep(0.1)
+
+
+def wait_replica_in_sync(paths: Paths, service: str) -> None:
+    """Until `service`, a data server brought back while the other is the primary, replicates with
+    its link up and every running Sentinel lists it as a replica it reaches, up to the failover
+    timeout. Handed back earlier, a failover of the primary (the next check's, or another run's)
+    would find no replica to promote."""
+    s = expected().redis.sentinel
+    state = StackState.read(paths)
+    svc = state.services.get(service)
+    running = [state.services[n] for n in SENTINELS if n in state.services and state.services[n].process()]
+    if s is None or svc is None or not running:
+        return
+    port, secret, sentinel_secret = _port(svc.url), stack_secret(paths, "redis"), stack_secret(paths, "redis_sentinel")
+    if sentinel_primary(paths) == port:
+        return  # it is the primary: nothing to catch up with
+    deadline = time.monotonic() + (s.down_after_ms + s.failover_timeout_ms) / 1000
+    info: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        client = redis.Redis.from_url(svc.url, password=secret, socket_timeout=1, socket_connect_timeout=1,
+                                      decode_responses=True)
+        try:
+            info = client.info("replication")
+        except redis.RedisError:
+            info = {}
+        finally:
+            client.close()
+        # A killed primary comes back a primary by its own config, until a Sentinel demotes it.
+        if info.get("role") == "slave" and info.get("master_link_status") == "up" and all(
+                _seen_as_replica(sv.url, sentinel_secret, s.master_name, port) for sv in running):
+            return
+        time.sleep(0.1)
+    raise StackError(f"{service} not back as a replica in sync, seen by every Sentinel, within "
+                     f"{(s.down_after_ms + s.failover_timeout_ms) / 1000:g} s (role {info.get('role')}, "
+                     f"link {info.get('master_link_status')})")
+
+
+def _seen_as_replica(url: str, secret: str, master_name: str, port: int) -> bool:
+    client = redis.Redis.from_url(url, password=secret, socket_timeout=1, socket_connect_timeout=1,
+                                  decode_responses=True)
+    try:
+        replicas = client.sentinel_slaves(master_name)
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+    return any(int(r["port"]) == port and r.get("flags") == "slave" for r in replicas)
 
 
 def sentinel_primary(paths: Paths) -> int | None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from workbook.checks import using
 from workbook.clients import clickhouse
 from workbook.clients.platform import (AsyncAuth, AsyncBackend, AsyncLlm, User, metric, new_password, redact,
                                        unique_email)
@@ -174,6 +175,11 @@ async def agent_user(ck: Check, auth: AsyncAuth, backend: AsyncBackend, model: A
     """A logged-in user (with `role` if given: only on destructive envs) and a thread of theirs;
     the thread, their ClickHouse rows, and the stand-in's faults and log entries for them go with
     the check (or with the notebook, for a user `wb.shared` made)."""
+    # An agent check may meet both instances (a run on one, read or answered on the other) while a
+    # platform clock runs (an input timeout, a lease): both are held from here, so the check never
+    # waits behind another notebook's fault between the two.
+    for instance in ("backend", "backend2"):
+        await using(instance)
     user = await auth.register(unique_email(ck.ns), new_password())
     threads: list[str] = []
     ck.defer(forget_agent_user, auth, backend, model, user, threads)
