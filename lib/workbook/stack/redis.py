@@ -234,10 +234,16 @@ class RedisSentinel(ServiceSpec):
         data.mkdir(parents=True, exist_ok=True)
         state = StackState.read(paths)
         primary = sentinel_primary(paths) or current_primary(paths) or _port(state.services["redis"].url)
+        # Told of the replica, it can fail over from its first second; left to find it in the
+        # primary's INFO, only after up to 10 s (a failover check right after `up` found none).
+        replicas = "".join(f"sentinel known-replica {s.master_name} 127.0.0.1 {p}\n"
+                           for p in (_port(state.services[n].url) for n in DATA_SERVERS if n in state.services)
+                           if p != primary)
         write_private(data / "sentinel.conf", (
             f"port {port}\nbind 127.0.0.1\ndaemonize no\ndir {data}\nlogfile \"\"\n"
             f"requirepass {password}\n"
             f"sentinel monitor {s.master_name} 127.0.0.1 {primary} {s.quorum}\n"
+            f"{replicas}"
             f"sentinel auth-pass {s.master_name} {stack_secret(paths, 'redis')}\n"
             f"sentinel down-after-milliseconds {s.master_name} {s.down_after_ms}\n"
             f"sentinel failover-timeout {s.master_name} {s.failover_timeout_ms}\n"

@@ -18,7 +18,7 @@ import httpx
 import redis.asyncio as aioredis
 
 from workbook import faults
-from workbook.checks import skip
+from workbook.checks import skip, using
 from workbook.clients import redis
 from workbook.clients.platform import auth as auth_client
 from workbook.clients.platform import backend as backend_client
@@ -29,7 +29,7 @@ from workbook.clients.scope import Check
 from workbook.context import Workbook
 from workbook.params import Env, SentinelExpect
 from workbook.polling import poll
-from workbook.stack.redis import DATA_SERVERS
+from workbook.stack.redis import DATA_SERVERS, SENTINELS
 
 T = TypeVar("T")
 SHORT_WINDOW_S = 5  # the second auth instance's login-rate window: a reset is seen in seconds
@@ -72,6 +72,24 @@ async def primary_service(env: Env, ck: Check) -> str:
         if env.service(name).port == port:
             return name
     raise AssertionError(f"Sentinel names a primary on port {port}, none of the stack's {DATA_SERVERS}")
+
+
+async def topology_held() -> None:
+    """The running check holds every Redis server and Sentinel from here: no failover of another
+    notebook or run moves the primary while it reads which server is what."""
+    for name in (*DATA_SERVERS, *SENTINELS):
+        await using(name)
+
+
+async def replicated(r: aioredis.Redis, ns: str, timeout_ms: int = 1000) -> None:
+    """Everything written to the primary so far is on the replica: a write of the check's own, then
+    WAIT for a replica to acknowledge it (replication is one ordered stream, so it carries every
+    earlier write). For a failover check whose subject is not what a failover may lose of the
+    last writes (the platform's sessions are not WAITed: a loaded machine lags the replica)."""
+    await r.set(f"{ns}:replicated", "1", px=60_000)
+    acked = await r.wait(1, timeout_ms)
+    await r.delete(f"{ns}:replicated")
+    assert acked >= 1, f"no replica acknowledged a write within {timeout_ms} ms"
 
 
 def other(name: str) -> str:
