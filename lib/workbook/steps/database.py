@@ -362,13 +362,19 @@ async def version_of(db: asyncpg.Connection) -> str | None:
 
 
 async def schema(db: asyncpg.Connection) -> dict[str, list[str]]:
-    """The public schema as data: columns (with type, nullability, default), constraints, indexes, triggers."""
+    """The platform's public schema as data: columns (with type, nullability, default), constraints,
+    indexes, triggers. Tables a check made (named `wb...`, of any run: another run's may come and
+    go meanwhile) are not the platform's."""
     cols = await db.fetch("SELECT table_name, column_name, data_type, is_nullable, column_default "
-                          "FROM information_schema.columns WHERE table_schema = 'public' ORDER BY 1, 2")
+                          "FROM information_schema.columns WHERE table_schema = 'public' "
+                          "AND table_name NOT LIKE 'wb%' ORDER BY 1, 2")
     cons = await db.fetch("SELECT conrelid::regclass::text AS t, conname, pg_get_constraintdef(oid) AS d "
-                          "FROM pg_constraint WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2")
-    idx = await db.fetch("SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1")
-    trg = await db.fetch("SELECT tgrelid::regclass::text AS t, tgname FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1, 2")
+                          "FROM pg_constraint WHERE connamespace = 'public'::regnamespace "
+                          "AND conrelid::regclass::text NOT LIKE 'wb%' ORDER BY 1, 2")
+    idx = await db.fetch("SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename NOT LIKE 'wb%' "
+                         "ORDER BY 1")
+    trg = await db.fetch("SELECT tgrelid::regclass::text AS t, tgname FROM pg_trigger WHERE NOT tgisinternal "
+                         "AND tgrelid::regclass::text NOT LIKE 'wb%' ORDER BY 1, 2")
     return {"columns": [f"{r[0]}.{r[1]} {r[2]} {r[3]} {r[4]}" for r in cols],
             "constraints": [f"{r['t']}.{r['conname']} {_unparsed(r['d'])}" for r in cons],
             "indexes": [r[0] for r in idx], "triggers": [f"{r['t']}.{r['tgname']}" for r in trg]}
