@@ -165,7 +165,7 @@ def test_a_shared_stack_is_stopped_by_the_last_run_out(tmp_path: Path) -> None:
         assert "another run still uses it" in said[-1]
         second.release()
         assert s.state().services == {} and not s.paths.stop_when_unused.exists()
-        assert said[-1].startswith("stopped the embedded stack a run that ended")
+        assert said[-1].startswith("stopped the embedded stack another run started")
     finally:
         s.down()
 

@@ -62,7 +62,7 @@ class StackLease:
             self.say("left the embedded stack running: another run still uses it and stops it when it ends")
             return
         self.stack.down()
-        whose = "this run started" if self.ours else "a run that ended before this one started"
+        whose = "this run started" if self.ours else "another run started and left to the last one out"
         self.say(f"stopped the embedded stack {whose} (keep it with --keep-stack or WORKBOOK_KEEP_STACK=1)")
 
     def _others_use(self) -> bool:
