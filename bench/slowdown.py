@@ -8,8 +8,9 @@ notice?
 Each named service's process is throttled to 1/factor of the CPU time it would get, by stopping
 and continuing it (SIGSTOP/SIGCONT) on a short period, as a starved machine or a CPU quota
 would: every request it serves takes about factor times longer. Only processes the embedded
-stack recorded are touched; the throttle ends when the command does (or after --max-s), and
-every process is continued whatever happens. Prints the command's exit code and how long the
+stack records are touched, looked up again every period, so a service that a check kills and
+restarts stays slow; the throttle ends when the command does (or after --max-s), and every
+process is continued whatever happens. Prints the command's exit code and how long the
 services were throttled; a budget that catches a `factor`x slowdown makes the command fail.
 """
 
@@ -30,33 +31,33 @@ PERIOD_S = 0.05  # short enough that a request of tens of ms meets several stops
 
 
 def processes(names: list[str]) -> list[psutil.Process]:
+    """The named services' processes as the stack records them now (a restart records a new one)."""
     state = Stack(project_root()).state()
-    found = []
-    for name in names:
-        svc = state.services.get(name)
-        proc = svc.process() if svc is not None else None
-        if proc is None:
-            sys.exit(f"{name} is not running in the embedded stack: start it with `python -m workbook.stack up`")
-        found.append(proc)
-    return found
+    return [p for name in names if (svc := state.services.get(name)) is not None and (p := svc.process()) is not None]
 
 
-def throttle(procs: list[psutil.Process], factor: float, stop: threading.Event) -> None:
+def signal_all(procs: list[psutil.Process], stop_them: bool) -> None:
+    for p in procs:
+        try:
+            p.suspend() if stop_them else p.resume()
+        except psutil.NoSuchProcess:
+            pass  # killed by a fault check: its successor is found on the next period
+
+
+def throttle(names: list[str], factor: float, stop: threading.Event) -> None:
     running_s = PERIOD_S / factor
+    suspended: list[psutil.Process] = []
     try:
         while not stop.is_set():
-            for p in procs:
-                p.resume()
+            signal_all(suspended, stop_them=False)
             time.sleep(running_s)
-            for p in procs:
-                p.suspend()
+            # Looked up every period: a check that kills and restarts a service must not end the
+            # slowdown for the rest of the command.
+            suspended = processes(names)
+            signal_all(suspended, stop_them=True)
             stop.wait(PERIOD_S - running_s)
     finally:
-        for p in procs:
-            try:
-                p.resume()
-            except psutil.NoSuchProcess:
-                pass
+        signal_all(suspended, stop_them=False)
 
 
 def main() -> None:
@@ -69,9 +70,14 @@ def main() -> None:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command or args.factor <= 1:
         parser.error("give a factor over 1 and a command after --")
-    procs = processes([s.strip() for s in args.services.split(",") if s.strip()])
+    names = [s.strip() for s in args.services.split(",") if s.strip()]
+    state = Stack(project_root()).state()
+    for name in names:
+        svc = state.services.get(name)
+        if svc is None or svc.process() is None:
+            sys.exit(f"{name} is not running in the embedded stack: start it with `python -m workbook.stack up`")
     stop = threading.Event()
-    worker = threading.Thread(target=throttle, args=(procs, args.factor, stop), daemon=True)
+    worker = threading.Thread(target=throttle, args=(names, args.factor, stop), daemon=True)
     t0 = time.monotonic()
     worker.start()
     try:

@@ -22,7 +22,7 @@ def assert_within_budget(service: str, stats: LatencyStats, budget_ms: float, sa
     """Every one of `samples` round trips finished and their p95 is within `budget_ms`."""
     print(f"{service}: {stats} (budget p95 {budget_ms:g} ms)")
     assert stats.count == samples, f"only {stats.count} of {samples} round trips finished in time"
-    assert stats.p95 <= budget_ms, f"{service} p95 {stats.p95:.1f} ms > budget {budget_ms:g} ms"
+    assert stats.p95 <= budget_ms, f"latency: {service} p95 {stats.p95:.1f} ms > budget {budget_ms:g} ms"
 
 
 async def clock_offset(read: Callable[[], Awaitable[float]]) -> float:
