@@ -18,8 +18,8 @@ verdicts per figure:
 
 A measured budget is right when it is neither. Bounds (a breaker that does not wait for its
 peer, a recovery deadline) are not set by this rule and their verdicts mean nothing: params
-says which budgets are bounds. The
-budget itself lives in params (written once); this script only says what the measurements support.
+says which budgets are bounds. The budget itself lives in params (written once); this script
+only says what the measurements support.
 """
 
 from __future__ import annotations

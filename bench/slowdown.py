@@ -30,10 +30,11 @@ from workbook.stack.manager import Stack
 PERIOD_S = 0.05  # short enough that a request of tens of ms meets several stops
 
 
-def processes(names: list[str]) -> list[psutil.Process]:
-    """The named services' processes as the stack records them now (a restart records a new one)."""
+def processes(names: list[str]) -> dict[str, psutil.Process]:
+    """The named services that run, with their processes as the stack records them now (a restart
+    records a new one)."""
     state = Stack(project_root()).state()
-    return [p for name in names if (svc := state.services.get(name)) is not None and (p := svc.process()) is not None]
+    return {name: p for name in names if (svc := state.services.get(name)) is not None and (p := svc.process()) is not None}
 
 
 def signal_all(procs: list[psutil.Process], stop_them: bool) -> None:
@@ -53,7 +54,7 @@ def throttle(names: list[str], factor: float, stop: threading.Event) -> None:
             time.sleep(running_s)
             # Looked up every period: a check that kills and restarts a service must not end the
             # slowdown for the rest of the command.
-            suspended = processes(names)
+            suspended = list(processes(names).values())
             signal_all(suspended, stop_them=True)
             stop.wait(PERIOD_S - running_s)
     finally:
@@ -71,11 +72,9 @@ def main() -> None:
     if not command or args.factor <= 1:
         parser.error("give a factor over 1 and a command after --")
     names = [s.strip() for s in args.services.split(",") if s.strip()]
-    state = Stack(project_root()).state()
-    for name in names:
-        svc = state.services.get(name)
-        if svc is None or svc.process() is None:
-            sys.exit(f"{name} is not running in the embedded stack: start it with `python -m workbook.stack up`")
+    missing = [name for name in names if name not in processes(names)]
+    if missing:
+        sys.exit(f"{', '.join(missing)} not running in the embedded stack: start it with `python -m workbook.stack up`")
     stop = threading.Event()
     worker = threading.Thread(target=throttle, args=(names, args.factor, stop), daemon=True)
     t0 = time.monotonic()
