@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -20,6 +19,7 @@ import pytest
 
 from workbook.load.runner import LOCUSTFILE, Credential, LoadPlan, LoadRefused, command, refuse_unless_allowed, run
 from workbook.params import load_params
+from workbook.stack.manager import free_port
 
 
 class Live(BaseHTTPRequestHandler):
@@ -91,17 +91,11 @@ def test_production_env_refused() -> None:
         refuse_unless_allowed(prod, LoadPlan("live", users=1, requests=1, run_time_s=1, host="http://127.0.0.1:1"))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def master(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A Locust master as a team runs one (web UI, class picker) with a worker process of two
     workers that fetched the locustfile from it; its output file for the secret check."""
-    web, bus = _free_port(), _free_port()
+    web, bus = free_port(), free_port()
     out = tmp_path / "locust.log"
     common = {"stdout": out.open("w"), "stderr": subprocess.STDOUT, "start_new_session": True}
     procs = [subprocess.Popen(["locust", "-f", str(LOCUSTFILE), "--master", "--class-picker", "--web-host", "127.0.0.1",
@@ -153,7 +147,7 @@ def test_master_without_enough_workers_refused(server: str, master: tuple[str, P
 
 def test_unreachable_master_named() -> None:
     env = load_params("local")
-    env = env.model_copy(update={"load": env.load.model_copy(update={"master_host": f"127.0.0.1:{_free_port()}"})})
+    env = env.model_copy(update={"load": env.load.model_copy(update={"master_host": f"127.0.0.1:{free_port()}"})})
     with pytest.raises(LoadRefused, match="Locust master at 127.0.0.1:[0-9]+ did not answer"):
         asyncio.run(run(env, LoadPlan("live", users=1, requests=1, run_time_s=1, host="http://127.0.0.1:1"), creds(1),
                         Path("/nonexistent")))

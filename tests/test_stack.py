@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from workbook.errors import StackError
 from workbook.stack.lifecycle import StackLease
-from workbook.stack.manager import Stack
+from workbook.stack.manager import Stack, ephemeral_range, free_port
 from workbook.stack.registry import SERVICES
 from workbook.stack.service import Launch, ServiceSpec
 from workbook.stack.state import Paths, embedded_endpoints
@@ -184,3 +185,14 @@ def test_a_kept_stack_is_not_handed_on(tmp_path: Path) -> None:
         assert s.is_up()
     finally:
         s.down()
+
+
+def test_picked_ports_lie_outside_the_ephemeral_range() -> None:
+    # Inside it, an outgoing connection made between the pick and the server's bind can take
+    # the port, and the service then fails to start ("address in use").
+    low, high = ephemeral_range()
+    ports = {free_port() for _ in range(50)}
+    assert all(not low <= p <= high for p in ports), sorted(ports)
+    assert len(ports) > 40, "picks repeat: two services started together would collide"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", ports.pop()))

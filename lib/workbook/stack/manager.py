@@ -10,6 +10,7 @@ start time still matches, so nothing the stack did not start is touched.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -44,16 +45,41 @@ class StatusRow:
     version: str
 
 
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+# Below this, ports belong to services a developer may run (5432, 6379, 8000, 8123, 9000...).
+LOWEST_PORT = 10000
+PICK_TRIES = 200
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel hands to outgoing connections (Linux's default when unknown)."""
+    try:
+        low, high = (int(v) for v in EPHEMERAL_RANGE_FILE.read_text().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
+    """A port free now and outside the ephemeral range. The server binds it later: a port the
+    kernel picks (bind to 0) lies in that range, where any outgoing connection made in between
+    may take it, and the server then fails with "address in use"."""
+    low, high = ephemeral_range()
+    candidates = [*range(LOWEST_PORT, low), *range(high + 1, 65536)]
+    if candidates:
+        for port in random.sample(candidates, min(PICK_TRIES, len(candidates))):
+            if port_free(port, reuse=False):
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def port_free(port: int) -> bool:
+def port_free(port: int, reuse: bool = True) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         # As the servers themselves do, so a port in TIME_WAIT after a restart counts as free.
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
             return True
