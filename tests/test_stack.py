@@ -10,13 +10,14 @@ from pathlib import Path
 
 import psutil
 import pytest
+import redis
 
 from workbook.errors import StackError
 from workbook.stack.lifecycle import StackLease
 from workbook.stack.manager import Stack, ephemeral_range, free_port
 from workbook.stack.registry import SERVICES
 from workbook.stack.service import Launch, ServiceSpec
-from workbook.stack.state import Paths, embedded_endpoints
+from workbook.stack.state import Paths, embedded_endpoints, stack_secret
 
 
 @pytest.fixture(scope="module")
@@ -196,3 +197,25 @@ def test_picked_ports_lie_outside_the_ephemeral_range() -> None:
     assert len(ports) > 40, "picks repeat: two services started together would collide"
     with socket.socket() as s:
         s.bind(("127.0.0.1", ports.pop()))
+
+
+def test_a_run_starting_the_stack_starts_it_on_fresh_data(tmp_path: Path) -> None:
+    s = Stack(root=tmp_path, services=[SERVICES[1]])  # redis
+
+    def client() -> redis.Redis:
+        svc = s.state().services["redis"]
+        return redis.Redis.from_url(svc.url, password=stack_secret(s.paths, "redis"))
+
+    try:
+        with StackLease("local", stack=s):
+            client().set("from-the-first-run", 1)
+        with StackLease("local", stack=s) as second:
+            assert second.ours
+            assert client().get("from-the-first-run") is None, "a run that started the stack met an old run's data"
+            assert (s.paths.previous / "data" / "redis").is_dir(), "the last run's data was not kept aside"
+            client().set("from-the-second-run", 1)
+            with StackLease("local", stack=s) as third:  # began while the second's stack ran: reuses it as it is
+                assert not third.ours
+                assert client().get("from-the-second-run") == b"1"
+    finally:
+        s.down()

@@ -3,6 +3,8 @@
 A run brings the stack up when its env is embedded and the stack is not fully running, and at
 its end stops it only if nothing of it was running when the run began: a stack an engineer
 started (or one partly running, whose crashed service the run healed) is someone's, and stays.
+A stack the run starts from nothing starts on fresh data; the data it stored before is kept, one
+generation, under `outputs/.stack/previous/`.
 
 Runs may share one stack (two run_alls at once, run_all beside pytest). Each holds a shared
 lock on `users.lock` while it runs; a run due to stop the stack while another still holds it
@@ -39,10 +41,13 @@ class StackLease:
         self.ours = self.stack is not None and not self.stack.any_running()
 
     def up(self) -> None:
-        """Bring the stack up if it is needed and not fully running (safe from several processes)."""
+        """Bring the stack up if it is needed and not fully running (safe from several processes).
+        A stack this run starts from nothing starts on fresh data, the last data kept aside."""
         if self.stack is not None and not self.stack.is_up():
-            self.say("starting the embedded stack ...")
-            self.stack.up()
+            fresh = self.ours and not self.stack.any_running()
+            self.say(f"starting the embedded stack on fresh data ({self.stack.paths.previous} keeps the last) ..."
+                     if fresh else "starting the embedded stack ...")
+            self.stack.up(fresh=fresh)
 
     def release(self) -> None:
         """Stop the stack if this run started it, or another that did handed it on, and no other

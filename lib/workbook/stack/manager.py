@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -137,9 +138,12 @@ class Stack:
         """Whether any recorded service still runs: then the stack is someone's, not ours to stop."""
         return any(s.process() is not None for s in self.state().services.values())
 
-    def up(self) -> tuple[list[str], list[str]]:
-        """Bring every service up; returns (started, reused) service names."""
+    def up(self, fresh: bool = False) -> tuple[list[str], list[str]]:
+        """Bring every service up; returns (started, reused) service names. With `fresh`, a stack
+        of which nothing runs starts on empty data (`set_data_aside`); a running one is reused."""
         with lock(self.paths):
+            if fresh and not self.any_running():
+                self.set_data_aside()
             state = self.state()
             started: list[str] = []
             reused: list[str] = []
@@ -229,6 +233,20 @@ class Stack:
     def logs(self, name: str, lines: int = 40) -> str:
         self.spec(name)
         return log_tail(self.paths.log(name), lines)
+
+    def set_data_aside(self) -> None:
+        """Move what the stopped services stored into `previous/`, replacing what was there, so
+        they start on empty data. Run after run, a reused store only grows (the append-only audit,
+        spans, archived WAL): dumps, merges and scans slow down with it, and nothing a new run
+        checks needs an old run's rows."""
+        if self.any_running():
+            raise StackError("the stack is running: stop it before setting its data aside")
+        previous = self.paths.previous
+        shutil.rmtree(previous, ignore_errors=True)
+        previous.mkdir(parents=True)
+        for path in self.paths.stored:
+            if path.exists():
+                path.rename(previous / path.name)
 
     def _recorded(self, name: str) -> ServiceState:
         self.spec(name)

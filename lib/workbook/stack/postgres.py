@@ -143,8 +143,7 @@ class Postgres(ServiceSpec):
 
 
 def wal_archive(paths: Paths) -> Path:
-    """Where the stack's PostgreSQL archives its WAL segments."""
-    return paths.base / "wal_archive"
+    return paths.wal_archive
 
 
 def ensure_database(url: str, password: str, name: str) -> None:

@@ -37,6 +37,21 @@ class Paths:
     def data(self, service: str) -> Path:
         return self.base / "data" / service
 
+    @property
+    def wal_archive(self) -> Path:
+        """Where the stack's PostgreSQL archives its WAL segments."""
+        return self.base / "wal_archive"
+
+    @property
+    def stored(self) -> tuple[Path, ...]:
+        """What the services keep between starts: their data directories and the WAL archive."""
+        return self.base / "data", self.wal_archive
+
+    @property
+    def previous(self) -> Path:
+        """Where a fresh start puts what the stack stored before (one generation is kept)."""
+        return self.base / "previous"
+
     def log(self, service: str) -> Path:
         return self.base / "logs" / f"{service}.log"
 
