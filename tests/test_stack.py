@@ -219,3 +219,12 @@ def test_a_run_starting_the_stack_starts_it_on_fresh_data(tmp_path: Path) -> Non
                 assert client().get("from-the-second-run") == b"1"
     finally:
         s.down()
+
+
+def test_nothing_stored_leaves_the_kept_generation(tmp_path: Path) -> None:
+    s = Stack(root=tmp_path, services=[SERVICES[1]])
+    kept = s.paths.previous / "data" / "redis" / "appendonly.aof"
+    kept.parent.mkdir(parents=True)
+    kept.write_text("the last run's")
+    s.set_data_aside()  # nothing under data/ or wal_archive/: a start that failed before writing any
+    assert kept.read_text() == "the last run's"

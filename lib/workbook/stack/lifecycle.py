@@ -45,8 +45,8 @@ class StackLease:
         A stack this run starts from nothing starts on fresh data, the last data kept aside."""
         if self.stack is not None and not self.stack.is_up():
             fresh = self.ours and not self.stack.any_running()
-            self.say(f"starting the embedded stack on fresh data ({self.stack.paths.previous} keeps the last) ..."
-                     if fresh else "starting the embedded stack ...")
+            self.say(f"starting the embedded stack on fresh data (the last run's moves to {self.stack.paths.previous}) ..."
+                     if fresh and self.stack.has_data() else "starting the embedded stack ...")
             self.stack.up(fresh=fresh)
 
     def release(self) -> None:

@@ -238,15 +238,20 @@ class Stack:
         """Move what the stopped services stored into `previous/`, replacing what was there, so
         they start on empty data. Run after run, a reused store only grows (the append-only audit,
         spans, archived WAL): dumps, merges and scans slow down with it, and nothing a new run
-        checks needs an old run's rows."""
+        checks needs an old run's rows. With nothing stored, `previous/` stays as it is."""
         if self.any_running():
             raise StackError("the stack is running: stop it before setting its data aside")
+        if not self.has_data():
+            return
         previous = self.paths.previous
         shutil.rmtree(previous, ignore_errors=True)
         previous.mkdir(parents=True)
         for path in self.paths.stored:
             if path.exists():
                 path.rename(previous / path.name)
+
+    def has_data(self) -> bool:
+        return any(path.exists() for path in self.paths.stored)
 
     def _recorded(self, name: str) -> ServiceState:
         self.spec(name)

@@ -85,7 +85,7 @@ class Postgres(ServiceSpec):
         data.mkdir(parents=True, exist_ok=True)
         data.chmod(0o700)
         _wait_killed_postmaster_reaped(data)
-        archive = wal_archive(paths)
+        archive = paths.wal_archive
         archive.mkdir(parents=True, exist_ok=True)
         archive.chmod(0o700)
         run_as = _as_root_user(data, binaries)
@@ -140,10 +140,6 @@ class Postgres(ServiceSpec):
                 await conn.close()
 
         return asyncio.run(ask())
-
-
-def wal_archive(paths: Paths) -> Path:
-    return paths.wal_archive
 
 
 def ensure_database(url: str, password: str, name: str) -> None:

@@ -458,10 +458,10 @@ async def recovered_copy(ck: Check, env: Env, base: Path, target_time: str, with
     (recovery_target_time; then promoted), and connect to its backend database. The server is
     stopped and its files removed when the check ends."""
     from workbook.stack.manager import free_port
-    from workbook.stack.postgres import start_copy, wal_archive
+    from workbook.stack.postgres import start_copy
     from workbook.stack.state import Paths
 
-    archive = wal_archive(Paths(project_root()))
+    archive = Paths(project_root()).wal_archive
     (base / "recovery.signal").touch()
     with (base / "postgresql.auto.conf").open("a") as conf:
         conf.write(f"restore_command = 'cp {archive}/%f %p'\nrecovery_target_time = '{target_time}'\n"
@@ -496,14 +496,13 @@ async def recovered_copy(ck: Check, env: Env, base: Path, target_time: str, with
 
 async def trim_archive(env: Env, base: Path) -> None:
     """Remove archived WAL older than `base` needs: the archive keeps what the newest backup needs."""
-    from workbook.stack.postgres import wal_archive
     from workbook.stack.state import Paths
 
     # Recovery renames the label once it has read it.
     label = next(p for p in (base / "backup_label", base / "backup_label.old") if p.exists()).read_text()
     start = re.search(r"START WAL LOCATION: .* \(file ([0-9A-F]{24})\)", label)
     if start:
-        await run_tool(env, tool("pg_archivecleanup"), str(wal_archive(Paths(project_root()))), start.group(1))
+        await run_tool(env, tool("pg_archivecleanup"), str(Paths(project_root()).wal_archive), start.group(1))
 
 
 # -- what a person reads -------------------------------------------------------------------------
