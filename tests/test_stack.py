@@ -226,5 +226,7 @@ def test_nothing_stored_leaves_the_kept_generation(tmp_path: Path) -> None:
     kept = s.paths.previous / "data" / "redis" / "appendonly.aof"
     kept.parent.mkdir(parents=True)
     kept.write_text("the last run's")
-    s.set_data_aside()  # nothing under data/ or wal_archive/: a start that failed before writing any
+    s.paths.ensure()  # an empty data/, as every run makes before any service stored anything
+    assert not s.has_data()
+    s.set_data_aside()
     assert kept.read_text() == "the last run's"

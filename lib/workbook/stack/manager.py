@@ -251,7 +251,8 @@ class Stack:
                 path.rename(previous / path.name)
 
     def has_data(self) -> bool:
-        return any(path.exists() for path in self.paths.stored)
+        # `Paths.ensure` makes an empty data/ before any service has stored anything.
+        return any(path.is_dir() and any(path.iterdir()) for path in self.paths.stored)
 
     def _recorded(self, name: str) -> ServiceState:
         self.spec(name)
