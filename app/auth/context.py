@@ -17,7 +17,7 @@ from app.auth.revocation import DenyList
 from app.auth.sessions import SessionStore
 from app.auth.tokens import TokenService
 from app.common.mail import Mailer
-from app.common.redis_client import make_redis
+from app.common.redis_client import service_redis
 from app.common.settings import AuthSettings
 
 
@@ -39,10 +39,7 @@ class Context:
     @classmethod
     def build(cls, settings: AuthSettings) -> Context:
         t = settings.dependency_timeout_s
-        redis = make_redis(settings.redis_url, settings.secret("redis_password"), t, name="auth",
-                           sentinels=settings.redis_sentinels, master_name=settings.redis_master_name,
-                           sentinel_password=settings.secret("redis_sentinel_password"),
-                           pool_max=settings.redis_pool_max, pool_timeout_s=settings.redis_pool_timeout_s)
+        redis = service_redis(settings, "auth")
         keys = KeyRing(settings.key_dir)
         return cls(
             settings=settings, db=make_engine(settings), redis=redis, keys=keys,

@@ -13,7 +13,7 @@ import redis.exceptions
 from redis.asyncio import Redis
 
 from app.common.auth_keys import SIGNING_KEYS_CHANNEL
-from app.common.redis_client import make_redis
+from app.common.redis_client import service_redis
 from app.common.settings import AuthSettings
 
 log = logging.getLogger("app.auth.keys")
@@ -32,9 +32,7 @@ async def announce(redis: Redis, change: Literal["rotated", "retired"], kid: str
 
 async def announce_once(settings: AuthSettings, change: Literal["rotated", "retired"], kid: str) -> bool:
     """`announce` from a process without a Redis client of its own (the CLI)."""
-    r = make_redis(settings.redis_url, settings.secret("redis_password"), settings.dependency_timeout_s, name="auth-cli",
-                   sentinels=settings.redis_sentinels, master_name=settings.redis_master_name,
-                   sentinel_password=settings.secret("redis_sentinel_password"))
+    r = service_redis(settings, "auth-cli")
     try:
         return await announce(r, change, kid)
     finally:

@@ -25,7 +25,7 @@ from app.common import pool
 from app.common.breaker import CircuitBreaker, PeerFailure
 from app.common.clickhouse import ClickHouse, Login
 from app.common.mail import Mailer
-from app.common.redis_client import make_redis
+from app.common.redis_client import service_redis
 from app.common.settings import BackendSettings
 
 
@@ -51,10 +51,7 @@ class Context:
     @classmethod
     def build(cls, settings: BackendSettings) -> Context:
         t = settings.dependency_timeout_s
-        redis = make_redis(settings.redis_url, settings.secret("redis_password"), t, name=settings.instance_id,
-                           sentinels=settings.redis_sentinels, master_name=settings.redis_master_name,
-                           sentinel_password=settings.secret("redis_sentinel_password"),
-                           pool_max=settings.redis_pool_max, pool_timeout_s=settings.redis_pool_timeout_s)
+        redis = service_redis(settings, settings.instance_id)
         http = httpx.AsyncClient()
         breaker = CircuitBreaker("auth", settings.breaker_failure_threshold, settings.breaker_reset_s,
                                  counted=(PeerFailure, httpx.TransportError, OSError, TimeoutError))

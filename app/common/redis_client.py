@@ -6,10 +6,10 @@ the primary is before each new connection, and a connection that meets a demoted
 replica by itself. Without them, `*_REDIS_URL` is the one server.
 
 A restarted or failing-over Redis leaves pooled connections broken (or answers LOADING while it
-reads its append-only file); up to three retries on a connection error (backoff 50-200 ms, about
-0.35 s in all) reconnect and wait that out. A Redis that is really away still fails within that
-(socket timeouts bound each attempt) and the caller answers 503 naming it: a write during a
-switch fails fast, it never hangs. Each connection carries the service's name (CLIENT LIST shows
+reads its append-only file); retries on a connection error (by default three, backing off 100 ms,
+200 ms, 200 ms: half a second in all; `redis_retries`, `redis_backoff_*_s`) reconnect and wait that
+out. A Redis that is really away still fails within that (socket timeouts bound each attempt) and
+the caller answers 503 naming it: a write during a switch fails fast, it never hangs. Each connection carries the service's name (CLIENT LIST shows
 whose it is), and the pool is bounded: a command that finds no connection free waits at most
 the pool timeout, then fails.
 """
@@ -24,6 +24,8 @@ from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, ReadOnlyError, TimeoutError
 
+from app.common.settings import AuthSettings, BackendSettings
+
 
 class BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
     """Sentinel's pool that waits for a free connection (up to its timeout) instead of failing at once."""
@@ -36,10 +38,11 @@ def _address(host: str) -> tuple[str, int]:
 
 def make_redis(url: str, password: str | None, timeout_s: float, *, name: str, sentinels: list[str] | None = None,
                master_name: str = "", sentinel_password: str | None = None, pool_max: int = 512,
-               pool_timeout_s: float = 3.0) -> Redis:
+               pool_timeout_s: float = 3.0, retries: int = 3, backoff_base_s: float = 0.05,
+               backoff_cap_s: float = 0.2) -> Redis:
     common: dict[str, Any] = dict(
         password=password, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, client_name=name,
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 3),
+        retry=Retry(ExponentialBackoff(cap=backoff_cap_s, base=backoff_base_s), retries),
         retry_on_error=[ConnectionError, TimeoutError, ReadOnlyError])
     if sentinels:
         sentinel = Sentinel([_address(h) for h in sentinels], socket_timeout=timeout_s,
@@ -49,6 +52,16 @@ def make_redis(url: str, password: str | None, timeout_s: float, *, name: str, s
                                    max_connections=pool_max, timeout=pool_timeout_s, **common)
     pool = BlockingConnectionPool.from_url(url, max_connections=pool_max, timeout=pool_timeout_s, **common)
     return Redis(connection_pool=pool)
+
+
+def service_redis(settings: AuthSettings | BackendSettings, name: str) -> Redis:
+    """The Redis client a service's settings describe, its connections named `name`."""
+    return make_redis(settings.redis_url, settings.secret("redis_password"), settings.dependency_timeout_s,
+                      name=name, sentinels=settings.redis_sentinels, master_name=settings.redis_master_name,
+                      sentinel_password=settings.secret("redis_sentinel_password"),
+                      pool_max=settings.redis_pool_max, pool_timeout_s=settings.redis_pool_timeout_s,
+                      retries=settings.redis_retries, backoff_base_s=settings.redis_backoff_base_s,
+                      backoff_cap_s=settings.redis_backoff_cap_s)
 
 
 def _alive(c: Any) -> bool:

@@ -56,6 +56,30 @@ class _ServiceSettings(BaseSettings):
     db_max_overflow: int = Field(20, ge=0)
     db_pool_timeout_s: float = Field(5.0, gt=0)
 
+    # How long one call to a dependency (Redis, another service) may take before it counts as failed.
+    dependency_timeout_s: float = 3.0
+    # The platform's Redis (app.common.redis_client), the same for every service.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_password: SecretStr | None = None
+    # Sentinel ("host:port" each) and the master's name: the primary is asked of them, and found
+    # again after a failover; empty, `redis_url` is the one server.
+    redis_sentinels: list[str] = []
+    redis_master_name: str = "platform"
+    redis_sentinel_password: SecretStr | None = None
+    # Connections this process may hold; a command finding none free waits this long, then fails (503).
+    redis_pool_max: int = Field(512, gt=0)
+    redis_pool_timeout_s: float = Field(3.0, gt=0)
+    # A Redis listener (pub/sub: events, key changes, configuration) that lost Redis tries again
+    # within this, so a service hears again at most this long after Redis is back.
+    redis_retry_max_s: float = Field(2.0, gt=0)
+    # A command meeting a broken connection (a restart, a failover, a server still loading) is tried
+    # again `redis_retries` times, backing off from `redis_backoff_base_s`, doubling, at most
+    # `redis_backoff_cap_s` a time: how long a restart may take unnoticed, and how long a command
+    # takes to fail while Redis is away.
+    redis_retries: int = Field(3, ge=0)
+    redis_backoff_base_s: float = Field(0.05, gt=0)
+    redis_backoff_cap_s: float = Field(0.2, gt=0)
+
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: Any, env_settings: Any,
                                    dotenv_settings: Any, file_secret_settings: Any) -> tuple[Any, ...]:
@@ -131,20 +155,6 @@ class AuthSettings(MailSettings):
     # The role that may only INSERT/SELECT audit rows; created by the migrations.
     audit_db_user: str = "auth_audit"
     audit_db_password: SecretStr | None = None
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_password: SecretStr | None = None
-    # Sentinel ("host:port" each) and the master's name: the primary is asked of them, and found
-    # again after a failover; empty, `redis_url` is the one server.
-    redis_sentinels: list[str] = []
-    redis_master_name: str = "platform"
-    redis_sentinel_password: SecretStr | None = None
-    # Connections this process may hold; a command finding none free waits this long, then fails (503).
-    redis_pool_max: int = Field(512, gt=0)
-    redis_pool_timeout_s: float = Field(3.0, gt=0)
-    # A Redis listener (pub/sub: events, key changes, configuration) that lost Redis tries again
-    # within this, so a service hears again at most this long after Redis is back.
-    redis_retry_max_s: float = Field(2.0, gt=0)
-    dependency_timeout_s: float = 3.0
 
     issuer: str = "http://127.0.0.1/auth"
     audience: str = "platform"
@@ -219,20 +229,6 @@ class BackendSettings(MailSettings):
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/backend"
     database_password: SecretStr | None = None
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_password: SecretStr | None = None
-    # Sentinel ("host:port" each) and the master's name: the primary is asked of them, and found
-    # again after a failover; empty, `redis_url` is the one server.
-    redis_sentinels: list[str] = []
-    redis_master_name: str = "platform"
-    redis_sentinel_password: SecretStr | None = None
-    # Connections this process may hold; a command finding none free waits this long, then fails (503).
-    redis_pool_max: int = Field(512, gt=0)
-    redis_pool_timeout_s: float = Field(3.0, gt=0)
-    # A Redis listener (pub/sub: events, key changes, configuration) that lost Redis tries again
-    # within this, so a service hears again at most this long after Redis is back.
-    redis_retry_max_s: float = Field(2.0, gt=0)
-    dependency_timeout_s: float = 3.0
 
     # Tokens are verified here against auth's JWKS; these must match auth's issuer and audience.
     auth_url: str = "http://127.0.0.1:8001"

@@ -392,6 +392,15 @@ class RedisPool(Strict):
     timeout_s: float
 
 
+class RedisRetry(Strict):
+    # a command meeting a broken connection is tried again `retries` times, backing off from
+    # `backoff_base_s`, doubling, at most `backoff_cap_s` a time: what a call costs to fail while
+    # Redis is away
+    retries: int
+    backoff_base_s: float
+    backoff_cap_s: float
+
+
 class RedisExpect(Strict):
     """The platform's Redis as the team decided it: replicated under Sentinel (null: one server
     at a plain URL, and the failover checks skip), its persistence, pool, and coordination clocks."""
@@ -405,6 +414,7 @@ class RedisExpect(Strict):
     # a service's Redis listeners (events, key changes, configuration) try again within this
     # after losing Redis: how long after Redis returns a service hears again
     listener_retry_max_s: float
+    command_retry: RedisRetry
 
 
 class DependencyMap(Strict):

@@ -4,7 +4,7 @@ Each limit the local env expects of the platform is written once, in params: the
 auth and the backends with it, and the checks then hold what the services report and enforce
 to the same file: limits, and the clocks checks wait on (lockout, token leeway, key activation,
 the backend's JWKS cache and auth breaker, the agents' run lease, input timeout, price cache,
-model backoff and breaker reset), shortened there for local runs. Settings the workbook has no
+model backoff and breaker reset, Redis's command retries), shortened there for local runs. Settings the workbook has no
 expectation of stay in the service modules beside the reason they are what they are.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 
-from workbook.params import DatabasePool, Expect, load_params
+from workbook.params import DatabasePool, Expect, RedisExpect, load_params
 
 EMBEDDED_ENV = "local"
 
@@ -43,13 +43,20 @@ def auth_env(expect: Expect | None = None) -> dict[str, str]:
         "AUTH_CORS_ORIGINS": json.dumps(a.browser_origins),
         **_pool_env("AUTH", e.database.pool),
         "AUTH_EMAIL_TOKEN_TTL_S": str(e.e2e.email_token_ttl_s),
-        "AUTH_REDIS_RETRY_MAX_S": str(e.redis.listener_retry_max_s),
+        **_redis_env("AUTH", e.redis),
     }
 
 
 def _pool_env(prefix: str, pool: DatabasePool) -> dict[str, str]:
     return {f"{prefix}_DB_POOL_SIZE": str(pool.size), f"{prefix}_DB_MAX_OVERFLOW": str(pool.max_overflow),
             f"{prefix}_DB_POOL_TIMEOUT_S": str(pool.timeout_s)}
+
+
+def _redis_env(prefix: str, r: RedisExpect) -> dict[str, str]:
+    retry = r.command_retry
+    return {f"{prefix}_REDIS_RETRY_MAX_S": str(r.listener_retry_max_s), f"{prefix}_REDIS_RETRIES": str(retry.retries),
+            f"{prefix}_REDIS_BACKOFF_BASE_S": str(retry.backoff_base_s),
+            f"{prefix}_REDIS_BACKOFF_CAP_S": str(retry.backoff_cap_s)}
 
 
 def backend_env(expect: Expect | None = None) -> dict[str, str]:
@@ -95,5 +102,5 @@ def backend_env(expect: Expect | None = None) -> dict[str, str]:
         **_pool_env("BACKEND", e.database.pool),
         "BACKEND_PAYMENTS_WEBHOOK_TOLERANCE_S": str(e.e2e.webhook_tolerance_s),
         "BACKEND_PLAN_PRICES_CENTS": json.dumps(e.e2e.plan_prices_cents),
-        "BACKEND_REDIS_RETRY_MAX_S": str(e.redis.listener_retry_max_s),
+        **_redis_env("BACKEND", e.redis),
     }
