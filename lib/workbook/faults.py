@@ -44,7 +44,8 @@ from workbook.paths import project_root
 from workbook.settle import wait_settled
 from workbook.stack.manager import Stack, free_port
 from workbook.stack.postgres import ensure_database
-from workbook.stack.redis import DATA_SERVERS, sentinel_primary, wait_primary_seen_up, wait_replica_in_sync
+from workbook.stack.redis import (DATA_SERVERS, sentinel_primary, wait_primary_seen_up, wait_replica_in_sync,
+                                  wait_replica_promotable)
 from workbook.stack.state import stack_secret
 
 
@@ -73,6 +74,10 @@ async def kill_process(env: Env, service: str) -> None:
     `redis` server alone, as a failover check kills whichever data server is the primary)."""
     stack = _stack(env, f"killing {service}")
     await _exclusive(service)
+    if service in DATA_SERVERS:  # a failover may follow: the other server must be one Sentinel can promote
+        for other in DATA_SERVERS:
+            if other != service:
+                await asyncio.to_thread(wait_replica_promotable, stack.paths, other)
     await asyncio.to_thread(stack.kill, service)
 
 

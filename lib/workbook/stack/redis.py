@@ -138,14 +138,25 @@ def wait_primary_seen_up(paths: Paths) -> None:
 
 def wait_replica_in_sync(paths: Paths, service: str) -> None:
     """Until `service`, a data server brought back while the other is the primary, replicates with
-    its link up and every running Sentinel lists it as a replica it reaches, up to the failover
-    timeout. Handed back earlier, a failover of the primary (the next check's, or another run's)
-    would find no replica to promote."""
+    its link up, up to the failover timeout: handed back earlier, a write acknowledged by a WAIT for
+    one replica would block or fail."""
+    _wait_replica(paths, service, seen_by_sentinels=False)
+
+
+def wait_replica_promotable(paths: Paths, service: str) -> None:
+    """`wait_replica_in_sync`, and every running Sentinel lists `service` as a replica it reaches:
+    before that a failover of the primary finds no replica to promote. A Sentinel reconnects to a
+    restarted server about once a second (Redis's fixed period), so this is waited for where a
+    failover may follow (before a data server's kill), not after every restart."""
+    _wait_replica(paths, service, seen_by_sentinels=True)
+
+
+def _wait_replica(paths: Paths, service: str, seen_by_sentinels: bool) -> None:
     s = expected().redis.sentinel
     state = StackState.read(paths)
     svc = state.services.get(service)
     running = [state.services[n] for n in SENTINELS if n in state.services and state.services[n].process()]
-    if s is None or svc is None or not running:
+    if s is None or svc is None or svc.process() is None or not running:
         return
     port, secret, sentinel_secret = _port(svc.url), stack_secret(paths, "redis"), stack_secret(paths, "redis_sentinel")
     if sentinel_primary(paths) == port:
@@ -162,11 +173,12 @@ def wait_replica_in_sync(paths: Paths, service: str) -> None:
         finally:
             client.close()
         # A killed primary comes back a primary by its own config, until a Sentinel demotes it.
-        if info.get("role") == "slave" and info.get("master_link_status") == "up" and all(
-                _seen_as_replica(sv.url, sentinel_secret, s.master_name, port) for sv in running):
+        if info.get("role") == "slave" and info.get("master_link_status") == "up" and (not seen_by_sentinels or all(
+                _seen_as_replica(sv.url, sentinel_secret, s.master_name, port) for sv in running)):
             return
-        time.sleep(0.1)
-    raise StackError(f"{service} not back as a replica in sync, seen by every Sentinel, within "
+        time.sleep(0.05)
+    seen = ", seen by every Sentinel," if seen_by_sentinels else ""
+    raise StackError(f"{service} not back as a replica in sync{seen} within "
                      f"{(s.down_after_ms + s.failover_timeout_ms) / 1000:g} s (role {info.get('role')}, "
                      f"link {info.get('master_link_status')})")
 
