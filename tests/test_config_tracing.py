@@ -35,3 +35,24 @@ def test_rows_have_the_collector_schema_and_links() -> None:
     assert tool["SpanAttributes"] == {"tool.name": "query_workload", "n": "3"} and server["ServiceName"] == "backend"
     assert tool["Events.Name"] == ["retry"] and 0 < tool["Duration"] <= server["Duration"]
     assert len(server["Timestamp"].split(".")[1]) == 9  # DateTime64(9)
+
+
+def test_a_request_trace_keeps_its_statements_not_transaction_control() -> None:
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(sampler=tracing.sampler(), resource=Resource.create({"service.name": "backend"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("test")
+    postgres = {"db.system": "postgresql", "db.name": "backend"}
+    with tracer.start_as_current_span("lease renewal"):          # a background loop: no trace at all
+        with tracer.start_as_current_span("SELECT", kind=SpanKind.CLIENT, attributes=postgres):
+            pass
+    with tracer.start_as_current_span("GET /api/threads", kind=SpanKind.SERVER):
+        for statement in (";", "BEGIN;", "SELECT", "INSERT", "COMMIT;", "ROLLBACK;", "begin"):
+            with tracer.start_as_current_span(statement, kind=SpanKind.CLIENT, attributes=postgres):
+                pass
+        with tracer.start_as_current_span("COMMIT;", kind=SpanKind.CLIENT, attributes={"db.system": "mysql"}):
+            pass
+        with tracer.start_as_current_span("EVALSHA", kind=SpanKind.CLIENT, attributes={"db.system": "redis"}):
+            pass
+    names = [s.name for s in memory.get_finished_spans()]
+    assert sorted(names) == sorted(["GET /api/threads", "SELECT", "INSERT", "COMMIT;", "EVALSHA"]), names

@@ -144,6 +144,32 @@ class RequestRoots(Sampler):
         return "RequestRoots"
 
 
+class WithoutTransactionControl(Sampler):
+    """Every span of a sampled trace but the database's transaction control: BEGIN, COMMIT,
+    ROLLBACK and the pool's `;` liveness ping were two spans in five stored (each request and each
+    step of a run opens and ends transactions) and time nothing the statements between them do not;
+    a slow commit still shows, as the time between the last statement and the parent's end."""
+
+    def should_sample(self, parent_context: Any, trace_id: int, name: str, kind: SpanKind | None = None,
+                      attributes: Any = None, links: Any = None, trace_state: Any = None) -> SamplingResult:
+        attrs = attributes or {}
+        if kind == SpanKind.CLIENT and "postgresql" in (attrs.get("db.system"), attrs.get("db.system.name")) \
+                and name.rstrip(";").upper() in TRANSACTION_CONTROL:
+            return SamplingResult(Decision.DROP)
+        return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
+
+    def get_description(self) -> str:
+        return "WithoutTransactionControl"
+
+
+TRANSACTION_CONTROL = ("", "BEGIN", "COMMIT", "ROLLBACK")
+
+
+def sampler() -> Sampler:
+    """What a service records: traces its requests start or continue, without transaction control."""
+    return ParentBased(root=RequestRoots(), local_parent_sampled=WithoutTransactionControl())
+
+
 def _exporter(settings: _ServiceSettings) -> SpanExporter | None:
     if settings.otel_exporter == "none" or not settings.otel_endpoint:
         return None
@@ -167,7 +193,7 @@ def install(app: FastAPI, settings: _ServiceSettings, service: str, instance: st
 
     resource = Resource.create({"service.name": service, "service.instance.id": instance,
                                 "deployment.environment": settings.env})
-    provider = TracerProvider(sampler=ParentBased(root=RequestRoots()), resource=resource)
+    provider = TracerProvider(sampler=sampler(), resource=resource)
     provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=settings.otel_batch_delay_ms))
     trace.set_tracer_provider(provider)
     # Probes and scrapes would be most of the spans and none of the questions; a WebSocket would be
