@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 import redis
@@ -72,6 +73,29 @@ def test_kill_then_restart_keeps_the_port(stack: Stack) -> None:
     assert {r.name: r for r in stack.status()}["redis"].running
 
 
+def test_a_backend_restart_is_its_warm_standby_and_leaves_a_new_one(stack: Stack) -> None:
+    stack.up()
+    before = stack.state().services["backend2"]
+    warm = before.standby()
+    assert warm is not None and "workbook.stack.standby" in " ".join(warm.cmdline())
+    after = stack.restart("backend2")
+    assert after.pid == before.standby_pid, "the restart started cold, not from the standby"
+    assert after.url == before.url and httpx.get(f"{after.url}/health/ready").status_code == 200
+    assert after.standby_pid not in (None, before.standby_pid) and after.standby() is not None
+
+
+def test_a_standby_started_for_another_configuration_is_not_used(stack: Stack) -> None:
+    stack.up()
+    state = stack.state()
+    before = state.services["backend2"]
+    state.services["backend2"].standby_for = "another configuration"
+    state.write(stack.paths)
+    after = stack.restart("backend2")
+    assert after.pid != before.standby_pid, "a standby for another configuration became the service"
+    assert not psutil.pid_exists(before.standby_pid or 0) or before.standby() is None, "the unusable standby lives on"
+    assert after.standby() is not None
+
+
 def test_down_stops_only_processes_it_started(stack: Stack) -> None:
     stack.up()
     stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -83,6 +107,7 @@ def test_down_stops_only_processes_it_started(stack: Stack) -> None:
         state.services["redis"].pid = stranger.pid
         state.write(stack.paths)
         ours = [p for n, p in pids(stack).items() if n != "redis"]
+        ours += [svc.standby_pid for svc in state.services.values() if svc.standby() is not None]
         stopped = stack.down()
         assert "redis" not in stopped
         assert stranger.poll() is None, "down() killed a process the stack did not start"

@@ -15,7 +15,13 @@ import argparse
 import sys
 from typing import NoReturn
 
-from app.backend import startup
+# The agents validate tool arguments with jsonschema, which imports rfc3987_syntax (when
+# installed) only to check "iri" formats, which no tool schema uses and no format checker is
+# asked for; building its grammar took ~2 s of every start, more than the rest of the import.
+# Set before anything imports the app, also when this module is imported ahead of a start.
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+
+from app.backend import startup  # noqa: E402
 from app.common import cli
 from app.common.cli import EXIT_CONFIG
 from app.common.settings import BackendSettings
@@ -87,10 +93,6 @@ def main(argv: list[str] | None = None) -> None:
         return
     import uvicorn
 
-    # The agents validate tool arguments with jsonschema, which imports rfc3987_syntax (when
-    # installed) only to check "iri" formats, which no tool schema uses and no format checker is
-    # asked for; building its grammar took ~2 s of every start, more than the rest of the import.
-    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
     from app.backend.app import create_app
 
     # uvicorn enforces the frame size (close 1009) and the ping/pong keepalive (close 1011).

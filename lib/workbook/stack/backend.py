@@ -40,6 +40,7 @@ class BackendService(PlatformService):
     depends_on = ("postgres", "redis", "auth", "clickhouse", "llm", "mail", "payments", *SENTINELS)
     start_timeout_s = 60.0
     database_env = "BACKEND_DATABASE_URL"
+    preload = ("app.backend.__main__", "app.backend.migrate", "app.backend.app", "uvicorn")
 
     def __init__(self, instance: int = 1):
         self.name = "backend" if instance == 1 else f"backend{instance}"

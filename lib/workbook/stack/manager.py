@@ -15,19 +15,22 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import psutil
 
 from workbook.paths import project_root
 from workbook.errors import StackError
+from workbook.stack import standby
 from workbook.stack.registry import SERVICES
-from workbook.stack.service import ServiceSpec
+from workbook.stack.service import Launch, ServiceSpec
 from workbook.stack.state import Paths, ServiceState, StackState, lock, stack_secret
 
 STOP_WAIT_S = 15.0
@@ -105,6 +108,13 @@ def _wait_gone(proc: psutil.Process, timeout: float) -> None:
                 raise psutil.TimeoutExpired(timeout, proc.pid) from None
 
 
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def log_tail(path: Path, lines: int = 20) -> str:
     if not path.is_file():
         return "(no log written)"
@@ -158,6 +168,7 @@ class Stack:
                         # Ours but not answering (hung, or stuck on a dependency that was
                         # restarted): replace it, never leave it running unrecorded.
                         self._stop(known)
+                        self._stop_standby(known)
                     todo.append(spec)
                 if not todo:
                     continue
@@ -177,7 +188,9 @@ class Stack:
                 if errors:
                     # Leave nothing half-started behind: what this call started, it stops.
                     for name in started:
-                        self._stop(state.services.pop(name))
+                        svc = state.services.pop(name)
+                        self._stop(svc)
+                        self._stop_standby(svc)
                     state.write(self.paths)
                     raise StackError("\n".join(errors))
                 # The next wave's services read their dependencies' endpoints from the state.
@@ -188,6 +201,8 @@ class Stack:
         with lock(self.paths):
             state = self.state()
             stopped = [svc.name for svc in reversed(list(state.services.values())) if self._stop(svc)]
+            for svc in state.services.values():
+                self._stop_standby(svc)
             self.paths.state.unlink(missing_ok=True)
             self.paths.stop_when_unused.unlink(missing_ok=True)
             return stopped
@@ -302,22 +317,22 @@ class Stack:
         except Exception as e:
             raise StackError(f"{spec.name} could not be prepared: {e}") from None
         url = spec.url(port)
+        cwd = self.paths.data(spec.name) if self.paths.data(spec.name).is_dir() else None
         with log_path.open("ab") as log:
             log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting on port {port}\n".encode())
             log.flush()
-            proc = subprocess.Popen(
-                launch.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, **launch.env}, user=launch.user, start_new_session=True,
-                cwd=self.paths.data(spec.name) if self.paths.data(spec.name).is_dir() else None,
-            )
-        # Reaped as soon as it exits, so a long-running caller (run_all, pytest) keeps no zombies.
-        threading.Thread(target=proc.wait, name=f"reap-{spec.name}", daemon=True).start()
+            warm, cold = self._from_standby(spec, previous, launch), None
+            if warm is None:
+                cold = self._spawn(spec.name, launch.argv, launch, log, cwd)
+        pid = cold.pid if cold is not None else warm.pid  # type: ignore[union-attr]  # one of them is set
         deadline = time.monotonic() + spec.start_timeout_s
         last_error = ""
         while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise StackError(f"{spec.name} exited with code {proc.returncode} while starting; "
+            if cold is not None and cold.poll() is not None:
+                raise StackError(f"{spec.name} exited with code {cold.returncode} while starting; "
                                  f"last lines of {log_path}:\n{log_tail(log_path)}")
+            if warm is not None and not _running(warm):
+                raise StackError(f"{spec.name} exited while starting; last lines of {log_path}:\n{log_tail(log_path)}")
             try:
                 version = spec.probe(url, password, timeout=2)
                 break
@@ -325,12 +340,54 @@ class Stack:
                 last_error = f"{type(e).__name__}: {e}"
                 time.sleep(0.05)
         else:
-            self._signal_group(psutil.Process(proc.pid), signal.SIGKILL)
+            self._signal_group(psutil.Process(pid), signal.SIGKILL)
             raise StackError(f"{spec.name} did not answer within {spec.start_timeout_s:.0f}s "
                              f"({last_error}); last lines of {log_path}:\n{log_tail(log_path)}")
-        return ServiceState(name=spec.name, pid=proc.pid, create_time=psutil.Process(proc.pid).create_time(),
-                            url=url, user=spec.user, database=spec.database, version=version,
-                            log=str(log_path))
+        svc = ServiceState(name=spec.name, pid=pid, create_time=psutil.Process(pid).create_time(), url=url,
+                           user=spec.user, database=spec.database, version=version, log=str(log_path))
+        if spec.preload:
+            self._start_standby(spec, svc, launch, cwd)
+        return svc
+
+    def _start_standby(self, spec: ServiceSpec, svc: ServiceState, launch: Launch, cwd: Path | None) -> None:
+        """A warm standby for the service's next start; none if it dies at once (a cold start then)."""
+        fifo = self.paths.standby_fifo(spec.name)
+        standby.make_fifo(fifo)
+        with self.paths.log(spec.name).open("ab") as log:
+            ready = self._spawn(f"{spec.name}-standby", [sys.executable, "-m", "workbook.stack.standby", str(fifo),
+                                                        *spec.preload], launch, log, cwd)
+        try:
+            svc.standby_pid, svc.standby_create_time = ready.pid, psutil.Process(ready.pid).create_time()
+        except psutil.NoSuchProcess:
+            return
+        svc.standby_for = standby.launch_digest(launch.env, launch.argv, launch.user)
+
+    @staticmethod
+    def _spawn(name: str, argv: list[str], launch: Launch, log: IO[bytes], cwd: Path | None) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, **launch.env}, user=launch.user, start_new_session=True, cwd=cwd)
+        # Reaped as soon as it exits, so a long-running caller (run_all, pytest) keeps no zombies.
+        threading.Thread(target=proc.wait, name=f"reap-{name}", daemon=True).start()
+        return proc
+
+    def _from_standby(self, spec: ServiceSpec, previous: ServiceState | None, launch: Launch) -> psutil.Process | None:
+        """The service's warm standby, handed this start's command line; None to start cold."""
+        warm = previous.standby() if previous else None
+        if warm is None or previous is None:
+            return None
+        fifo = self.paths.standby_fifo(spec.name)
+        if previous.standby_for == standby.launch_digest(launch.env, launch.argv, launch.user) and \
+                standby.hand_over(fifo, launch.argv[1:], alive=lambda: previous.standby() is not None):
+            return warm
+        self._stop_standby(previous)  # started for another configuration, or not ready in time
+        return None
+
+    def _stop_standby(self, svc: ServiceState) -> None:
+        warm = svc.standby()
+        if warm is not None:
+            self._signal_group(warm, signal.SIGKILL)
+            _wait_gone(warm, STOP_WAIT_S)
+        self.paths.standby_fifo(svc.name).unlink(missing_ok=True)
 
     def _stop(self, svc: ServiceState) -> bool:
         proc = svc.process()

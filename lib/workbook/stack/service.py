@@ -51,6 +51,8 @@ class ServiceSpec(ABC):
     # instance may change those only with a database of its own).
     database_env: str | None = None
     shared_state_env: tuple[str, ...] = ()
+    # Modules a warm standby imports ahead of the next start (workbook.stack.standby); none: no standby.
+    preload: tuple[str, ...] = ()
 
     @property
     def secret_name(self) -> str:

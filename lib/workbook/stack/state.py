@@ -55,6 +55,10 @@ class Paths:
     def log(self, service: str) -> Path:
         return self.base / "logs" / f"{service}.log"
 
+    def standby_fifo(self, service: str) -> Path:
+        """Where a service's warm standby waits for its next start (workbook.stack.standby)."""
+        return self.base / "standby" / f"{service}.fifo"
+
     def ensure(self) -> None:
         (self.base / "logs").mkdir(parents=True, exist_ok=True)
         (self.base / "data").mkdir(parents=True, exist_ok=True)
@@ -69,18 +73,17 @@ class ServiceState(BaseModel):
     database: str | None = None
     version: str = ""
     log: str = ""
+    # The warm standby started after this start (workbook.stack.standby), for the next one.
+    standby_pid: int | None = None
+    standby_create_time: float = 0.0
+    standby_for: str = ""  # launch_digest of the launch it was started with
 
     def process(self) -> psutil.Process | None:
         """Our process if it still runs, else None (also when the pid now belongs to another)."""
-        try:
-            proc = psutil.Process(self.pid)
-            if abs(proc.create_time() - self.create_time) > 0.01:
-                return None
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                return None
-            return proc
-        except psutil.Error:
-            return None
+        return _ours(self.pid, self.create_time)
+
+    def standby(self) -> psutil.Process | None:
+        return _ours(self.standby_pid, self.standby_create_time) if self.standby_pid else None
 
     def listening_ports(self) -> set[int] | None:
         """TCP ports our process or its children listen on; None if it is not running. Children
@@ -96,6 +99,18 @@ class ServiceState(BaseModel):
             except psutil.NoSuchProcess:
                 continue
         return ports
+
+
+def _ours(pid: int, create_time: float) -> psutil.Process | None:
+    try:
+        proc = psutil.Process(pid)
+        if abs(proc.create_time() - create_time) > 0.01:
+            return None
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc
+    except psutil.Error:
+        return None
 
 
 class StackState(BaseModel):
