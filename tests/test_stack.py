@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -16,6 +18,7 @@ import redis
 from workbook.errors import StackError
 from workbook.stack.lifecycle import StackLease
 from workbook.stack.manager import Stack, ephemeral_range, free_port
+from workbook.stack import standby
 from workbook.stack.registry import SERVICES
 from workbook.stack.service import Launch, ServiceSpec
 from workbook.stack.state import Paths, embedded_endpoints, stack_secret
@@ -255,3 +258,15 @@ def test_nothing_stored_leaves_the_kept_generation(tmp_path: Path) -> None:
     assert not s.has_data()
     s.set_data_aside()
     assert kept.read_text() == "the last run's"
+
+
+def test_a_standby_is_stale_once_its_code_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package = tmp_path / "edited_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "server.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    started = time.time()
+    assert not standby.stale(("edited_pkg.server",), started + 1)
+    os.utime(package / "server.py", (started + 5, started + 5))   # edited after the standby imported it
+    assert standby.stale(("edited_pkg.server",), started + 1)

@@ -377,9 +377,10 @@ class Stack:
             return None
         fifo = self.paths.standby_fifo(spec.name)
         if previous.standby_for == standby.launch_digest(launch.env, launch.argv, launch.user) and \
+                not standby.stale(spec.preload, previous.standby_create_time) and \
                 standby.hand_over(fifo, launch.argv[1:], alive=lambda: previous.standby() is not None):
             return warm
-        self._stop_standby(previous)  # started for another configuration, or not ready in time
+        self._stop_standby(previous)  # for another configuration or older code, or not ready in time
         return None
 
     def _stop_standby(self, svc: ServiceState) -> None:

@@ -9,8 +9,9 @@ start of the service hands it the command line (`-m app.backend --port ...`) and
 module as `__main__`, as `python -m` would: settings, validation, migrations and serving happen
 then, in that process, exactly as in a cold start; only the imports were done earlier.
 
-A standby is used only for the environment it was started with; anything else (another
-configuration, a standby that died or is still importing past the wait) means a cold start.
+A standby is used only for the environment it was started with and only while the code it
+imported is unchanged; anything else (another configuration, an edited source file, a standby
+that died or is still importing past the wait) means a cold start.
 (Auth has none: each of its starts registers a new OIDC client, so no two launches match.)
 The state file records a standby beside its service, and `down` stops both. In `ps` a backend
 started this way shows the standby's command line, which names the backend's modules.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import importlib
+import importlib.util
 import json
 import os
 import runpy
@@ -41,6 +43,18 @@ def launch_digest(env: dict[str, str], argv: list[str], user: str | None) -> str
     with the command line at the hand-over)."""
     body = json.dumps([sorted(env.items()), argv[:3], user])
     return hashlib.sha256(body.encode()).hexdigest()
+
+
+def stale(modules: tuple[str, ...], since: float) -> bool:
+    """Whether a source file of the packages `modules` belong to changed after `since` (a standby's
+    start): it imported the code before the edit, and would serve that."""
+    for package in {m.split(".")[0] for m in modules}:
+        spec = importlib.util.find_spec(package)
+        for root in (spec.submodule_search_locations or []) if spec else []:
+            for path in Path(root).rglob("*.py"):
+                if path.stat().st_mtime > since:
+                    return True
+    return False
 
 
 def make_fifo(path: Path) -> None:
