@@ -9,9 +9,9 @@ A restarted or failing-over Redis leaves pooled connections broken (or answers L
 reads its append-only file); retries on a connection error (by default three, backing off 100 ms,
 200 ms, 200 ms: half a second in all; `redis_retries`, `redis_backoff_*_s`) reconnect and wait that
 out. A Redis that is really away still fails within that (socket timeouts bound each attempt) and
-the caller answers 503 naming it: a write during a switch fails fast, it never hangs. Each connection carries the service's name (CLIENT LIST shows
-whose it is), and the pool is bounded: a command that finds no connection free waits at most
-the pool timeout, then fails.
+the caller answers 503 naming it: a write during a switch fails fast, it never hangs. Each
+connection carries the service's name (CLIENT LIST shows whose it is), and the pool is bounded: a
+command that finds no connection free waits at most the pool timeout, then fails.
 """
 
 from __future__ import annotations

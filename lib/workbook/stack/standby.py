@@ -3,8 +3,8 @@
 Restarting a backend took about 1.4 s, of which a second went to importing it (FastAPI,
 SQLAlchemy, OpenTelemetry, the agents) before it read a setting; fault checks restart backends
 often. After each start of a service whose spec names modules to `preload`, the stack starts a
-standby: `python -m workbook.stack.standby FIFO MODULE...`,
-with the environment that start had. It imports the modules, then waits on its FIFO. The next
+standby, `python -m workbook.stack.standby FIFO MODULE...`, with the environment that start had.
+It imports the modules, then waits on its FIFO. The next
 start of the service hands it the command line (`-m app.backend --port ...`) and it runs the
 module as `__main__`, as `python -m` would: settings, validation, migrations and serving happen
 then, in that process, exactly as in a cold start; only the imports were done earlier.
@@ -13,8 +13,10 @@ A standby is used only for the environment it was started with and only while th
 imported is unchanged; anything else (another configuration, an edited source file, a standby
 that died or is still importing past the wait) means a cold start.
 (Auth has none: each of its starts registers a new OIDC client, so no two launches match.)
-The state file records a standby beside its service, and `down` stops both. In `ps` a backend
-started this way shows the standby's command line, which names the backend's modules.
+The state file records a standby beside its service, and `down` stops both. The FIFO is the
+stack's: it makes a new one for each standby and removes it with the standby, so a standby that
+was handed its start leaves the path alone. In `ps` a backend started this way shows the standby's
+command line, which names the backend's modules.
 """
 
 from __future__ import annotations
@@ -92,7 +94,6 @@ def main() -> None:
         raise SystemExit(f"standby: {fifo} is not a FIFO")
     with fifo.open() as f:  # blocks until a start hands over
         line = f.readline()
-    fifo.unlink(missing_ok=True)
     if not line:
         raise SystemExit(0)  # the stack stopped it before it was needed
     argv = json.loads(line)
