@@ -40,7 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rerun-failed", action="store_true",
                         help="run only what failed in outputs/latest")
     parser.add_argument("--keep-stack", action="store_true",
-                        help="leave an embedded stack this run started running afterwards")
+                        help="leave the embedded stacks this run started running afterwards")
+    parser.add_argument("--shared-stack", action="store_true",
+                        help="run every parallel notebook on the one embedded stack (default: a stack per "
+                             "parallel slot, outputs/.stack, outputs/.stack-2, ...)")
     parser.add_argument("--repeat", type=int, default=1, metavar="K",
                         help="run the selection K times (stack up once); list checks whose verdict differed")
     parser.add_argument("--shard", metavar="K/N",
@@ -69,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.merge:
         return merge_runs(args.merge, outputs_dir, console)
     return Runner(RunOptions(env=args.env or "local", only=args.only, parallel=args.parallel, timeout_s=args.timeout,
-                             rerun_failed=args.rerun_failed, keep_stack=args.keep_stack, shard=args.shard or "",
+                             rerun_failed=args.rerun_failed, keep_stack=args.keep_stack,
+                             shared_stack=args.shared_stack, shard=args.shard or "",
                              repeat=args.repeat), console=console).run()
 
 

@@ -60,7 +60,7 @@ def resolve_secrets(env: Env) -> None:
                                                         svc.sentinel.password_env))
 
 
-def embedded_sentinel(env: Env, root: Path | None) -> None:
+def embedded_sentinel(env: Env, root: Path | None, base: Path | None = None) -> None:
     """The embedded stack's Redis is watched by its Sentinels (params say the master's name):
     `services.redis.sentinel` names them, and the replica answers to the primary's password."""
     watched = env.expect.redis.sentinel
@@ -71,13 +71,14 @@ def embedded_sentinel(env: Env, root: Path | None) -> None:
     if "redis_replica" in env.services:
         env.services["redis_replica"].password = redis.password
     for s in sentinels:
-        s.password = SecretStr(stack_secret(Paths(root or project_root()), "redis_sentinel"))
+        s.password = SecretStr(stack_secret(Paths(root or project_root(), base), "redis_sentinel"))
     redis.sentinel = SentinelHosts(master_name=watched.master_name, hosts=[f"{s.host}:{s.port}" for s in sentinels],
                                    password=sentinels[0].password)
 
 
-def load_env(name: str, params_dir: Path | None = None) -> Env:
-    """Load and validate one env, ready to connect: endpoints known, secrets resolved."""
+def load_env(name: str, params_dir: Path | None = None, stack_dir: Path | None = None) -> Env:
+    """Load and validate one env, ready to connect: endpoints known, secrets resolved. An
+    embedded env's endpoints are those of the stack in `stack_dir` (default: Paths' own)."""
     env = load_params(name, params_dir)
     if env.stack == "embedded":
         root = (params_dir.parent if params_dir else None)
@@ -85,8 +86,8 @@ def load_env(name: str, params_dir: Path | None = None) -> Env:
             name: Service(url=e.url, user=e.user, database=e.database,
                           password=SecretStr(e.password) if e.password else None)
             for name, e in embedded_endpoints(
-                root, {login: ("clickhouse", user) for login, user in login_users().items()}).items()}}
-        embedded_sentinel(env, root)
+                root, {login: ("clickhouse", user) for login, user in login_users().items()}, stack_dir).items()}}
+        embedded_sentinel(env, root, stack_dir)
     resolve_endpoints(env)
     resolve_secrets(env)
     return env

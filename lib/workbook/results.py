@@ -152,6 +152,7 @@ class RunResults(BaseModel):
     merged_from: list[str] = []  # run ids of the shards `--merge` joined into this run
     parallel: int = 0  # notebooks run at once (0: not recorded); at 1, each notebook had the machine alone
     stack_start_s: float = 0.0  # starting the embedded stack before the notebooks (0 when it was up already)
+    stacks: int = 1  # embedded stacks the notebooks ran on (run_all gives each parallel slot one)
     # After the run, every file it wrote is scanned for every secret the env resolved.
     secrets_checked: int = 0
     files_scanned: int = 0

@@ -64,9 +64,10 @@ def parallel_line(results: RunResults, parallel: int, alone: dict[str, float]) -
         return (f"the notebooks' own times add up to {own:.1f}s: {own / results.duration_s:.1f}x from running "
                 f"{parallel} at a time ({why})")
     serial = sum(alone[n] for n in names)
+    stacks = f" on {results.stacks} stacks" if results.stacks > 1 else ""
     return (f"alone, one after another, these {len(names)} notebooks take {serial:.1f}s (their newest alone runs); "
             f"this run took {wall:.1f}s with the stack's start ({results.stack_start_s:.1f}s): "
-            f"{wall / serial:.2f} of that, running {parallel} at a time")
+            f"{wall / serial:.2f} of that, running {parallel} at a time{stacks}")
 
 
 def leftover_line(item: Leftover) -> str:

@@ -1,6 +1,11 @@
 """Headless runs for run_all.py: select notebooks (and a shard of them), execute them with
 papermill in parallel on pre-started kernels, collect ledgers, write reports; `--repeat K`
-does it K times on one stack and reports the checks whose verdict changed.
+does it K times on the same stacks and reports the checks whose verdict changed.
+
+On an embedded env each parallel slot has a stack of its own (`slot_stack_dir`; its kernels
+get `WORKBOOK_STACK_DIR`): a fault one notebook makes breaks nothing another runs on, and no
+notebook waits for another's. `--shared-stack` runs every slot on the one stack, where the
+per-service locks (workbook.stack.locks) keep faults and the checks they would break apart.
 
 A notebook's ledger file is rewritten by its kernel after every check, so a notebook whose
 kernel dies or is killed at the timeout still contributes every result it had.
@@ -12,6 +17,7 @@ import importlib
 import json
 import logging
 import os
+import queue
 import sys
 import threading
 import time
@@ -41,6 +47,8 @@ from workbook.runner.source import Source, source_of
 from workbook.results import CheckResult, LeftoverReport, NotebookResult, RunResults, utcnow
 from workbook.runner.selection import Notebook, check_ids, parse_patterns, select
 from workbook.stack.lifecycle import StackLease
+from workbook.stack.manager import Stack
+from workbook.stack.state import STACK_DIR_VAR, slot_stack_dir
 
 # jsonschema imports rfc3987_syntax, when installed, only to check "iri" string formats, which
 # no notebook schema uses; building its grammar costs ~1.7 s per process, more than a trivial
@@ -60,6 +68,7 @@ class RunOptions:
     timeout_s: float = 1800.0
     rerun_failed: bool = False
     keep_stack: bool = False
+    shared_stack: bool = False  # every parallel slot on one embedded stack (default: one stack per slot)
     shard: str = ""  # "K/N"
     repeat: int = 1
     notebooks_dir: Path | None = None
@@ -108,6 +117,8 @@ class Runner:
         self.outputs_dir = opts.outputs_dir or root / "outputs"
         self.run_dir = Path()
         self.env: Env | None = None
+        self.envs: list[Env] = []  # one per stack, the first is `env`
+        self.stack_dirs: list[Path | None] = [None]  # each slot's stack (None: the default one)
         self._stop = threading.Event()
         self._stack_start_s = 0.0
 
@@ -153,14 +164,16 @@ class Runner:
         # the stack and the first kernels start.
         importer = threading.Thread(target=importlib.import_module, args=("papermill",), daemon=True)
         importer.start()
-        lease = StackLease(opts.env, keep=opts.keep_stack, say=self.console.print)
+        leases = self._leases(min(opts.parallel, len(planned)))
         source = source_of(self.root)
         try:
             t0 = time.monotonic()
-            lease.up()
+            self._up(leases)
             self._stack_start_s = time.monotonic() - t0
-            self.env = load_env(opts.env)
-            refuse_foreign_hosts(self.env)
+            self.envs = [load_env(opts.env, stack_dir=d) for d in self.stack_dirs]
+            self.env = self.envs[0]
+            for env in self.envs:
+                refuse_foreign_hosts(env)
             runs: list[RunResults] = []
             for i in range(opts.repeat):
                 if opts.repeat > 1:
@@ -169,12 +182,33 @@ class Runner:
                 if self._stop.is_set():
                     return 1
         finally:
-            lease.release()
+            for lease in leases:
+                lease.release()
         if opts.repeat == 1:
             return 0 if runs[0].green else 1
         found = unstable(runs)
         self.console.print(format_unstable(found, opts.repeat), highlight=False)
         return 1 if found or not runs[-1].green else 0
+
+    def _leases(self, slots: int) -> list[StackLease]:
+        """A lease on each slot's stack: one per slot on an embedded env, unless --shared-stack."""
+        first = StackLease(self.opts.env, keep=self.opts.keep_stack, say=self.console.print)
+        if first.stack is None or self.opts.shared_stack or slots == 1:
+            self.stack_dirs = [None]
+            return [first]
+        leases = [first]
+        for slot in range(2, slots + 1):
+            base = slot_stack_dir(self.root, slot)
+            leases.append(StackLease(self.opts.env, keep=self.opts.keep_stack, stack=Stack(base=base),
+                                     say=lambda line, b=base: self.console.print(f"{b.name}: {line}", highlight=False)))
+        self.stack_dirs = [lease.stack.paths.base if lease.stack else None for lease in leases]
+        return leases
+
+    def _up(self, leases: list[StackLease]) -> None:
+        """Bring the stacks up side by side; the first failure is raised once all have tried."""
+        with ThreadPoolExecutor(len(leases)) as starting:
+            for f in [starting.submit(lease.up) for lease in leases]:
+                f.result()
 
     def _new_run_dir(self) -> Path:
         assert self.env is not None
@@ -196,21 +230,36 @@ class Runner:
         parallel = min(self.opts.parallel, len(planned))
         results = RunResults(run_id=run_id, env=self.env.name, started_at=utcnow(), only=patterns,
                              commit=source.commit, dirty=source.dirty, tree=source.tree, shard=shard,
-                             parallel=parallel, stack_start_s=round(self._stack_start_s, 3))
+                             parallel=parallel, stack_start_s=round(self._stack_start_s, 3),
+                             stacks=len(self.stack_dirs))
         self._stack_start_s = 0.0  # a --repeat's later runs find the stack up
-        secrets = env_secrets(self.env)
+        secrets = self._secrets()
         settings = Settings(env=self.env.name, run_id=run_id, cwd=self.notebooks_dir, timeout_s=self.opts.timeout_s,
                             secrets=list(secrets.values()))
         logging.getLogger("papermill").setLevel(logging.WARNING)
 
-        pool = KernelPool(total=len(planned), prefetch=parallel + 1, cwd=self.notebooks_dir)
+        # A pool per stack, whose kernels find that stack; a slot is a stack and takes its kernels.
+        pools = [KernelPool(total=len(planned), prefetch=parallel + 1 if len(self.stack_dirs) == 1 else 2,
+                            cwd=self.notebooks_dir, env={STACK_DIR_VAR: str(d)} if d else None)
+                 for d in self.stack_dirs]
+        free: queue.Queue[int] = queue.Queue()
+        for slot in range(parallel):
+            free.put(slot % len(pools))
+
+        def on_a_slot(p: Planned) -> NotebookResult:
+            slot = free.get()
+            try:
+                return execute(self._job(p), pools[slot], settings, self._stop)
+            finally:
+                free.put(slot)
+
         ex = ThreadPoolExecutor(parallel)
         futures: dict[Future[NotebookResult], Planned] = {}
         t0 = time.monotonic()
         try:
             with self._progress() as progress:
                 task = progress.add_task("notebooks", total=len(planned), counts="")
-                futures.update({ex.submit(execute, self._job(p), pool, settings, self._stop): p for p in planned})
+                futures.update({ex.submit(on_a_slot, p): p for p in planned})
                 pending = set(futures)
                 while pending:
                     done = {f for f in pending if f.done()}
@@ -225,7 +274,8 @@ class Runner:
         except KeyboardInterrupt:
             # Running notebooks end with their kernels; queued ones never start.
             self._stop.set()
-            pool.kill_all()
+            for pool in pools:
+                pool.kill_all()
             self.console.print("[yellow]interrupted: writing the results gathered so far[/]")
             ex.shutdown(wait=True, cancel_futures=True)
             finished = {n.name for n in results.notebooks}
@@ -239,7 +289,8 @@ class Runner:
                                                             error="not run: interrupted"))
         finally:
             ex.shutdown(wait=True)
-            pool.close()
+            for pool in pools:
+                pool.close()
 
         names = [p.name for p in planned]
         results.notebooks.sort(key=lambda n: names.index(n.name))
@@ -254,13 +305,19 @@ class Runner:
         say.summary(self.console, results, self.run_dir, paths.report_html, parallel, self._stop.is_set(), alone)
         return results
 
+    def _secrets(self) -> dict[str, str]:
+        """Every stack's secrets, each stack's under its own names."""
+        found: dict[str, str] = {}
+        for i, env in enumerate(self.envs):
+            found.update({f"{name}@{i + 1}" if i else name: value for name, value in env_secrets(env).items()})
+        return found
+
     def _sweep(self, run_id: str, results: RunResults) -> LeftoverReport:
-        """What the run left in the stores (workbook.runner.leftovers), named by check."""
-        assert self.env is not None
+        """What the run left in the stores (workbook.runner.leftovers) of every stack, named by check."""
         self.console.print("sweeping the stores for leftovers ...", highlight=False)
         checks = [(c.id, c.section, c.check) for c in results.checks]
         scope = RunScope(prefix=namespace(run_id), owners=owners(run_id, checks, [n.name for n in results.notebooks]))
-        return sweep(self.env, scope)
+        return LeftoverReport.combined([sweep(env, scope) for env in self.envs])
 
     def _job(self, p: Planned) -> Job:
         return Job(name=p.name, nb=p.nb, out=self.run_dir / f"{p.name}.ipynb")

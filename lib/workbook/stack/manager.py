@@ -53,6 +53,10 @@ EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 # Below this, ports belong to services a developer may run (5432, 6379, 8000, 8123, 9000...).
 LOWEST_PORT = 10000
 PICK_TRIES = 200
+# Ports this process handed out: two stacks starting side by side (run_all's slots) each check
+# a port free and bind it later, so the same free port must not go to both.
+_handed_out: set[int] = set()
+_handing = threading.Lock()
 
 
 def ephemeral_range() -> tuple[int, int]:
@@ -72,8 +76,10 @@ def free_port() -> int:
     candidates = [*range(LOWEST_PORT, low), *range(high + 1, 65536)]
     if candidates:
         for port in random.sample(candidates, min(PICK_TRIES, len(candidates))):
-            if port_free(port, reuse=False):
-                return port
+            with _handing:
+                if port not in _handed_out and port_free(port, reuse=False):
+                    _handed_out.add(port)
+                    return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -123,8 +129,9 @@ def log_tail(path: Path, lines: int = 20) -> str:
 
 
 class Stack:
-    def __init__(self, root: Path | None = None, services: list[ServiceSpec] | None = None):
-        self.paths = Paths(root or project_root())
+    def __init__(self, root: Path | None = None, services: list[ServiceSpec] | None = None,
+                 base: Path | None = None):
+        self.paths = Paths(root or project_root(), base)
         self.services = services if services is not None else SERVICES
 
     def spec(self, name: str) -> ServiceSpec:

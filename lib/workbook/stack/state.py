@@ -1,6 +1,8 @@
 """Where the embedded stack keeps what it started: state file, secrets, lock, paths.
 
-Everything lives under outputs/.stack/ of the checkout. The state file names each process
+Everything lives under outputs/.stack/ of the checkout, or under the directory
+`WORKBOOK_STACK_DIR` names: run_all gives each parallel slot a stack of its own
+(outputs/.stack-2/, ...) and its kernels that variable. The state file names each process
 by pid *and* start time, so a pid the OS has since reused for something else is never
 mistaken for ours and never signalled.
 """
@@ -22,10 +24,18 @@ from workbook.errors import StackError
 from workbook.paths import project_root
 
 
+STACK_DIR_VAR = "WORKBOOK_STACK_DIR"
+
+
+def slot_stack_dir(root: Path, slot: int) -> Path:
+    """The stack of run_all's parallel slot `slot` (1-based): the first is the default stack."""
+    return root / "outputs" / (".stack" if slot == 1 else f".stack-{slot}")
+
+
 class Paths:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, base: Path | None = None):
         self.root = root
-        self.base = root / "outputs" / ".stack"
+        self.base = base or Path(os.environ.get(STACK_DIR_VAR) or root / "outputs" / ".stack")
         self.state = self.base / "state.json"
         self.secrets = self.base / "secrets.json"
         self.lock = self.base / "stack.lock"
@@ -168,11 +178,12 @@ class Endpoint:
     password: str | None = field(repr=False)
 
 
-def embedded_endpoints(root: Path | None = None, logins: dict[str, tuple[str, str]] | None = None) -> dict[str, Endpoint]:
+def embedded_endpoints(root: Path | None = None, logins: dict[str, tuple[str, str]] | None = None,
+                       base: Path | None = None) -> dict[str, Endpoint]:
     """The running stack's endpoints, passwords included; one clear line if it is not running.
     `logins` adds endpoints that are another user of a running service: {name: (service, user)},
-    with the password the stack generated under `name`."""
-    paths = Paths(root or project_root())
+    with the password the stack generated under `name`. `base`: another stack than the default."""
+    paths = Paths(root or project_root(), base)
     state = StackState.read(paths)
     # Only a stack with nothing running is refused: one service down may be another notebook's
     # fault (a killed backend, restarted in seconds), which the service locks already make checks
