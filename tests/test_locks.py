@@ -154,3 +154,26 @@ def test_outside_a_check_a_request_waits_for_the_fault_and_holds_nothing(tmp_pat
         assert fault.stdout.readline().strip() == "again", "waiting outside a check kept the service held"
     finally:
         fault.wait(10)
+
+
+def test_a_quiet_check_waits_for_checks_on_every_stack_and_holds_back_new_ones(tmp_path: Path) -> None:
+    machine = tmp_path / "machine"
+    # A check on another stack (its own lock directory, the same machine lock) is in flight.
+    other = ServiceLocks(tmp_path / "stack-2", GRAPH, machine_dir=machine)
+    other.machine()
+    other.begin()
+    quiet = child(tmp_path / "stack-1", f"""
+locks.machine_dir = Path({str(machine)!r})
+locks.machine(quiet=True); print(time.time(), flush=True); time.sleep(1.0); locks.end()""")
+    try:
+        time.sleep(0.8)
+        released = time.time()
+        other.end()
+        started = float(quiet.stdout.readline())
+        assert started >= released, f"the quiet check started {released - started:.2f} s before the other ended"
+        t0 = time.monotonic()
+        other.machine()                        # the next check, on either stack, waits for it
+        assert time.monotonic() - t0 >= 0.5, "a check ran beside a quiet one"
+        other.end()
+    finally:
+        quiet.wait(10)

@@ -228,9 +228,13 @@ class check:
     at the same time, in any notebook or run; for checks that each move a shared count a little
     (failures in a row on the model breaker) that two at once would push over its bound. Such a
     check makes no fault (`workbook.stack.locks`).
+
+    `quiet=True`: no check of another notebook runs meanwhile, on any stack of this checkout; for
+    a check that times the platform against a budget measured here (`params` says which), which
+    another notebook's work on the machine's cores would time instead.
     """
 
-    def __init__(self, name: str, alone: tuple[str, ...] = (), serial: str = ""):
+    def __init__(self, name: str, alone: tuple[str, ...] = (), serial: str = "", quiet: bool = False):
         if not ID_RE.match(name):
             raise WorkbookError(f"check id {name!r} must be lower_snake_case")
         if alone and serial:
@@ -245,6 +249,7 @@ class check:
         self._measurements: list[Measurement] = []
         self.alone = alone
         self.serial = serial
+        self.quiet = quiet
         self._t0 = 0.0
         self._started = ""
 
@@ -278,6 +283,7 @@ class check:
         locks = self.ledger.locks
         if locks is not None:
             locks.waited()  # what earlier waits cost belongs to no check
+            locks.machine(self.quiet)
             if self.alone:
                 locks.exclusive(self.alone)
             else:

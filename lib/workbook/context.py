@@ -120,7 +120,9 @@ def _locks(env: Env) -> ServiceLocks | None:
     # instance-wide counters `alone` must not count another notebook's agent runs).
     if env.stack == "none":
         return None
-    return ServiceLocks(Paths(project_root()).base / "locks", {s.name: s.depends_on for s in SERVICES})
+    root = project_root()
+    return ServiceLocks(Paths(root).base / "locks", {s.name: s.depends_on for s in SERVICES},
+                        machine_dir=root / "outputs" / ".locks")
 
 
 def setup(notebook: str, env: str = "local", run_id: str = "", ledger_path: str = "") -> Workbook:

@@ -18,7 +18,7 @@ def notebook_line(console: Console, r: NotebookResult, checks: list[CheckResult]
     # answers and clocks, on its own start, and on other notebooks' faults (told apart).
     idle = max(0.0, r.duration_s - r.kernel_cpu_s)
     split = (f"{r.duration_s:.1f}s: working {r.kernel_cpu_s:.1f}s, waiting {idle:.1f}s, "
-             f"{waited:.1f}s of it behind other notebooks' faults")
+             f"{waited:.1f}s of it behind other notebooks' faults and quiet checks")
     console.print(f"{mark} {r.name} ({split}){' - ' + r.error if r.error else ''}", highlight=False)
 
 

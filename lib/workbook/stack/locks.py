@@ -23,6 +23,13 @@ model breaker's failures in a row) that one of them alone keeps under its bound,
 would not. It is taken at the check's start, before any service, and a check holding one makes
 no fault, so it never waits on a process that waits on it.
 
+A check that times the platform against a measured budget opens with `quiet=True`: it has
+the machine to itself. Every check holds the machine lock shared (in `machine_dir`, one for
+the checkout, so it spans every stack run_all started); a quiet one holds it exclusively, after
+the checks in flight on every stack end, and new ones wait at their start (`quiet-gathering`,
+as for a fault) so they cannot starve it. It is taken first, before any service, and held to
+the check's end; no check waits on it while holding anything another waits on.
+
 A fault opened in the middle of a check lets go of the check's locks while it gathers, so
 another notebook's fault may run in that moment; a check that will make a fault says so when
 it opens (`check(..., alone=(...))`) and holds its set from the start. flock locks belong to
@@ -43,13 +50,16 @@ from workbook.errors import WorkbookError
 
 RETRY_S = 0.02
 FAULTING, GATHERING = "_faulting", "_gathering"
+MACHINE, QUIET_GATHERING = "machine", "quiet-gathering"
 
 
 class ServiceLocks:
-    def __init__(self, directory: Path, depends_on: Mapping[str, Iterable[str]]):
+    def __init__(self, directory: Path, depends_on: Mapping[str, Iterable[str]], machine_dir: Path | None = None):
         self.directory = directory
+        self.machine_dir = machine_dir or directory
         self.depends_on = {name: tuple(deps) for name, deps in depends_on.items()}
         self._fds: dict[str, int] = {}
+        self._machine: int | None = None  # the machine lock's fd while a check holds it
         self._used: set[str] = set()  # what the running check used
         self._exclusive: list[frozenset[str]] = []  # nested exclusive holds, innermost last
         self._held: dict[str, int] = {}  # service -> LOCK_SH / LOCK_EX as held now
@@ -102,6 +112,24 @@ class ServiceLocks:
 
     # -- a check --------------------------------------------------------------------------------
 
+    def machine(self, quiet: bool = False) -> None:
+        """A check starts: share the machine with other notebooks' checks, or (quiet) wait until
+        none is in flight on any stack and keep new ones out until it ends."""
+        gate = self._fd(QUIET_GATHERING, self.machine_dir)
+        held = self._fd(MACHINE, self.machine_dir)
+        with self._waiting():
+            if quiet:
+                fcntl.flock(gate, fcntl.LOCK_EX)
+                try:
+                    fcntl.flock(held, fcntl.LOCK_EX)
+                finally:
+                    fcntl.flock(gate, fcntl.LOCK_UN)
+            else:
+                fcntl.flock(gate, fcntl.LOCK_SH)
+                fcntl.flock(gate, fcntl.LOCK_UN)
+                fcntl.flock(held, fcntl.LOCK_SH)
+        self._machine = held
+
     def begin(self) -> None:
         """A check starts: wait while a fault gathers its locks."""
         fd = self._fd(GATHERING)
@@ -150,6 +178,9 @@ class ServiceLocks:
 
     def end(self) -> None:
         """The check ended: let go of everything, also exclusive holds it did not undo."""
+        if self._machine is not None:
+            fcntl.flock(self._machine, fcntl.LOCK_UN)
+            self._machine = None
         if self._serial is not None:
             fcntl.flock(self._fds[f"serial-{self._serial}"], fcntl.LOCK_UN)
             self._serial = None
@@ -229,8 +260,10 @@ class ServiceLocks:
         finally:
             fcntl.flock(gathering, fcntl.LOCK_UN)
 
-    def _fd(self, name: str) -> int:
-        if name not in self._fds:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self._fds[name] = os.open(self.directory / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        return self._fds[name]
+    def _fd(self, name: str, directory: Path | None = None) -> int:
+        key = name if directory is None else f"{directory}/{name}"
+        if key not in self._fds:
+            where = directory or self.directory
+            where.mkdir(parents=True, exist_ok=True)
+            self._fds[key] = os.open(where / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        return self._fds[key]
