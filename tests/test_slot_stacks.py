@@ -22,6 +22,8 @@ def test_the_stack_dir_is_the_variables_else_the_default(tmp_path: Path, monkeyp
     monkeypatch.setenv(STACK_DIR_VAR, str(tmp_path / "other"))
     assert Paths(tmp_path).state == tmp_path / "other" / "state.json"
     assert Paths(tmp_path, slot_stack_dir(tmp_path, 2)).base == tmp_path / "outputs" / ".stack-2"
+    monkeypatch.setenv(STACK_DIR_VAR, "outputs/.stack-2")  # as the README's `down` of a kept second stack
+    assert Paths(tmp_path).base == slot_stack_dir(tmp_path, 2)
 
 
 def test_a_port_is_handed_out_once_per_process() -> None:

@@ -35,7 +35,9 @@ def slot_stack_dir(root: Path, slot: int) -> Path:
 class Paths:
     def __init__(self, root: Path, base: Path | None = None):
         self.root = root
-        self.base = base or Path(os.environ.get(STACK_DIR_VAR) or root / "outputs" / ".stack")
+        # A relative WORKBOOK_STACK_DIR is the checkout's (outputs/.stack-2), wherever the process runs.
+        named = os.environ.get(STACK_DIR_VAR)
+        self.base = base or (root / named if named else slot_stack_dir(root, 1))
         self.state = self.base / "state.json"
         self.secrets = self.base / "secrets.json"
         self.lock = self.base / "stack.lock"
